@@ -1,0 +1,68 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Modules depend only downward:
+//   CSupport <- SystemCalls <- Sockets, Processes <- Hypervisor, AgentAPI <- Sandbox <- executables
+// The guest agent links only what it needs (no Foundation, no TOML, no argument parser) to keep /init small.
+let package = Package(
+    name: "cocoon",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cocoon", targets: ["cocoon"]),
+        .executable(name: "cocoon-agent", targets: ["cocoon-agent"]),
+        .executable(name: "cocoon-bench", targets: ["cocoon-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // The one C target: syscalls and process-start code Swift cannot express safely.
+        .target(name: "CSupport"),
+        // gRPC/ttrpc status codes shared by every module's error type.
+        .target(name: "StatusCodes"),
+        // Owned file descriptors, poll with deadlines, errno errors, threads.
+        .target(name: "SystemCalls", dependencies: ["CSupport", "StatusCodes"]),
+        // Unix and vsock stream sockets.
+        .target(name: "Sockets", dependencies: ["SystemCalls", "CSupport"]),
+        // Spawning and supervising host child processes (QEMU, virtiofsd).
+        .target(name: "Processes", dependencies: ["SystemCalls", "CSupport"]),
+        // configuration.toml: loading, defaults, validation.
+        .target(name: "Config", dependencies: ["StatusCodes", "Hypervisor", .product(name: "TOMLKit", package: "TOMLKit")]),
+        // The QEMU driver: command line, QMP, acceleration choice, process supervision.
+        .target(name: "Hypervisor", dependencies: [
+            "AgentAPI", "SystemCalls", "Sockets", "Processes", .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The host <-> agent protocol (messages, framing, client).
+        .target(name: "AgentAPI", dependencies: ["SystemCalls", "StatusCodes"]),
+        // The agent's logic: PID 1 duties, channel discovery, request handling.
+        .target(name: "GuestAgent", dependencies: [
+            "AgentAPI", "Sockets", "SystemCalls", "CSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The sandbox controller: boots the VM, owns the channel, tears everything down.
+        .target(name: "Sandbox", dependencies: [
+            "Config", "Hypervisor", "AgentAPI", "Sockets", "Processes", "StatusCodes", .product(name: "Logging", package: "swift-log"),
+        ]),
+        // `cocoon check`: host requirements with fix hints.
+        .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
+        .executableTarget(name: "cocoon", dependencies: [
+            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "cocoon-agent", dependencies: [
+            "GuestAgent", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "cocoon-bench", dependencies: [
+            "Config", "Sandbox", "Hypervisor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
+        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "GuestAgent", "Sockets", "SystemCalls"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
+        .testTarget(name: "HostCheckTests", dependencies: ["HostCheck"]),
+    ]
+)

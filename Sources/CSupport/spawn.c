@@ -1,0 +1,159 @@
+#define _GNU_SOURCE
+#include "CSupport.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+struct child_args {
+    const cocoon_spawn_attr *attr;
+    int *dup_fds;        // scratch, allocated by the parent
+    volatile int error;  // written by the child (shared memory) when exec fails
+};
+
+// Runs in the child on its own stack, sharing the parent's memory until exec:
+// only async-signal-safe calls, no allocation, no locks.
+static int child_main(void *p) {
+    struct child_args *a = p;
+    const cocoon_spawn_attr *attr = a->attr;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < _NSIG; s++) sigaction(s, &dfl, NULL);
+
+    if (attr->new_session && setsid() < 0) goto fail;
+    if (attr->parent_death_signal) {
+        if (prctl(PR_SET_PDEATHSIG, attr->parent_death_signal) < 0) goto fail;
+    }
+    // Move every source out of the way first so that fds[i] == j for j < i cannot clobber.
+    int base = attr->nfds + 3 > 64 ? attr->nfds + 3 : 64;
+    for (int i = 0; i < attr->nfds; i++) {
+        a->dup_fds[i] = -1;
+        if (attr->fds[i] < 0) continue;
+        a->dup_fds[i] = fcntl(attr->fds[i], F_DUPFD_CLOEXEC, base);
+        if (a->dup_fds[i] < 0) goto fail;
+    }
+    for (int i = 0; i < attr->nfds; i++) {
+        if (a->dup_fds[i] < 0) { close(i); continue; }
+        if (dup2(a->dup_fds[i], i) < 0) goto fail;  // dup2 clears FD_CLOEXEC on i
+    }
+    if (syscall(SYS_close_range, (unsigned)attr->nfds, ~0U, 0) < 0) {
+        for (int fd = attr->nfds; fd < 1024; fd++) close(fd);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(attr->path, attr->argv, attr->envp);
+fail:
+    a->error = errno ? errno : EINVAL;
+    _exit(127);
+}
+
+static int spawn_now(const cocoon_spawn_attr *attr, pid_t *pid_out, int *pidfd_out) {
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return errno;
+    int *dup_fds = calloc(attr->nfds > 0 ? attr->nfds : 1, sizeof(int));
+    if (!dup_fds) { munmap(stack, stack_size); return ENOMEM; }
+    struct child_args args = { .attr = attr, .dup_fds = dup_fds, .error = 0 };
+
+    // Block every signal so no handler of ours runs in the child before it resets them.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pidfd = -1;
+    pid_t pid = clone(child_main, (char *)stack + stack_size,
+                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, stack_size);
+    free(dup_fds);
+    if (pid < 0) return clone_errno;
+    if (args.error) {
+        waitpid(pid, NULL, 0);
+        close(pidfd);
+        return args.error;
+    }
+    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    *pid_out = pid;
+    *pidfd_out = pidfd;
+    return 0;
+}
+
+// The spawner thread: requests are handed over one at a time under a mutex.
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;   // serialises callers
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t state_cond = PTHREAD_COND_INITIALIZER;
+static pthread_once_t spawner_once = PTHREAD_ONCE_INIT;
+static int spawner_started = 0;
+static const cocoon_spawn_attr *pending;
+static int result_ready;
+static int result_error;
+static pid_t result_pid;
+static int result_pidfd;
+
+static void *spawner_main(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&state_lock);
+    for (;;) {
+        while (pending == NULL) pthread_cond_wait(&state_cond, &state_lock);
+        const cocoon_spawn_attr *attr = pending;
+        pending = NULL;
+        pthread_mutex_unlock(&state_lock);
+        pid_t pid = -1;
+        int pidfd = -1;
+        int err = spawn_now(attr, &pid, &pidfd);
+        pthread_mutex_lock(&state_lock);
+        result_error = err;
+        result_pid = pid;
+        result_pidfd = pidfd;
+        result_ready = 1;
+        pthread_cond_broadcast(&state_cond);
+    }
+    return NULL;
+}
+
+static void start_spawner(void) {
+    pthread_t t;
+    pthread_attr_t ta;
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    spawner_started = pthread_create(&t, &ta, spawner_main, NULL) == 0;
+    pthread_attr_destroy(&ta);
+}
+
+int cocoon_spawn(const cocoon_spawn_attr *attr, pid_t *pid, int *pidfd) {
+    if (!attr || !attr->path || !attr->argv || !attr->envp || attr->nfds < 0) return EINVAL;
+    pthread_once(&spawner_once, start_spawner);
+    if (!spawner_started) return EAGAIN;
+    pthread_mutex_lock(&spawn_lock);
+    pthread_mutex_lock(&state_lock);
+    result_ready = 0;
+    pending = attr;
+    pthread_cond_broadcast(&state_cond);
+    while (!result_ready) pthread_cond_wait(&state_cond, &state_lock);
+    int err = result_error;
+    *pid = result_pid;
+    *pidfd = result_pidfd;
+    pthread_mutex_unlock(&state_lock);
+    pthread_mutex_unlock(&spawn_lock);
+    return err;
+}
+
+int cocoon_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int cocoon_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}

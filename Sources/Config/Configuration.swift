@@ -1,0 +1,244 @@
+import Foundation
+import Hypervisor
+import StatusCodes
+import TOMLKit
+
+/// How containers are isolated.
+public enum Isolation: String, Sendable, CaseIterable {
+    /// Each pod in its own VM (the default).
+    case vm
+    /// Directly on the host, like runc.
+    case process
+}
+
+public enum LogLevel: String, Sendable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// `[hypervisor]`
+public struct HypervisorConfig: Sendable, Equatable {
+    public var path: String
+    public var kernel: String
+    public var initrd: String
+    public var machine: MachineType
+    public var accel: AccelerationMode
+    public var memoryMiB: Int
+    public var vcpus: Int
+    public var bootTimeoutSeconds: Double
+    public var kernelParams: [String]
+    public var virtiofsd: String
+}
+
+/// `[agent]`
+public struct AgentConfig: Sendable, Equatable {
+    public var logLevel: LogLevel
+}
+
+/// `[runtime]`
+public struct RuntimeConfig: Sendable, Equatable {
+    public var isolation: Isolation
+    /// State directory, like runc's --root.
+    public var root: String
+    public var debug: Bool
+}
+
+/// The whole of configuration.toml, with defaults filled in.
+public struct Configuration: Sendable, Equatable {
+    public var hypervisor: HypervisorConfig
+    public var agent: AgentConfig
+    public var runtime: RuntimeConfig
+    /// The file these values came from, or nil for built-in defaults.
+    public var source: String?
+
+    public static let defaultPath = "/etc/cocoon/configuration.toml"
+    public static let environmentVariable = "COCOON_CONFIG"
+
+    /// Defaults that need no file after `make install`: guest assets live in
+    /// `<prefix>/share/cocoon`, where `<prefix>/bin` holds the running executable.
+    public static func defaults(dataDirectory: String = Configuration.installedDataDirectory()) -> Configuration {
+        Configuration(
+            hypervisor: HypervisorConfig(
+                path: "/usr/bin/qemu-system-x86_64",
+                kernel: dataDirectory + "/vmlinux",
+                initrd: dataDirectory + "/cocoon-agent.initrd",
+                machine: .microvm,
+                accel: .auto,
+                memoryMiB: 256,
+                vcpus: 1,
+                bootTimeoutSeconds: 30,
+                kernelParams: [],
+                virtiofsd: "/usr/lib/qemu/virtiofsd"),
+            agent: AgentConfig(logLevel: .info),
+            runtime: RuntimeConfig(isolation: .vm, root: "/run/cocoon", debug: false),
+            source: nil)
+    }
+
+    public static func installedDataDirectory() -> String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/usr/local/bin/cocoon"
+        let prefix = URL(fileURLWithPath: exe).deletingLastPathComponent().deletingLastPathComponent().path
+        return prefix + "/share/cocoon"
+    }
+
+    /// The file to read: `--config`, else `$COCOON_CONFIG`, else the default path if it exists.
+    public static func resolvePath(explicit: String?, environment: [String: String]) -> String? {
+        if let explicit, !explicit.isEmpty { return explicit }
+        if let env = environment[environmentVariable], !env.isEmpty { return env }
+        return FileManager.default.fileExists(atPath: defaultPath) ? defaultPath : nil
+    }
+
+    /// Loads the configuration the way every cocoon command does.
+    public static func load(explicitPath: String? = nil,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> Configuration {
+        guard let path = resolvePath(explicit: explicitPath, environment: environment) else { return defaults() }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, key: nil, code: .notFound,
+                              problem: "cannot read the configuration file: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses TOML text. Unknown tables and keys are errors, so that a typo never goes unnoticed.
+    public static func parse(_ text: String, file: String, base: Configuration = Configuration.defaults()) throws(ConfigError) -> Configuration {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, key: nil, problem:
+                "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigError(file: file, key: nil, problem: "not valid TOML: \(error)")
+        }
+        var config = base
+        config.source = file
+        let reader = TableReader(file: file)
+        try reader.checkKeys(table, prefix: "", allowed: ["hypervisor", "agent", "runtime"])
+
+        if let h = try reader.subtable(table, "hypervisor") {
+            try reader.checkKeys(h, prefix: "hypervisor.", allowed: [
+                "path", "kernel", "initrd", "machine", "accel", "memory_mib", "vcpus",
+                "boot_timeout_seconds", "kernel_params", "virtiofsd",
+            ])
+            if let v = try reader.absolutePath(h, "hypervisor.path") { config.hypervisor.path = v }
+            if let v = try reader.absolutePath(h, "hypervisor.kernel") { config.hypervisor.kernel = v }
+            if let v = try reader.absolutePath(h, "hypervisor.initrd") { config.hypervisor.initrd = v }
+            if let v = try reader.absolutePath(h, "hypervisor.virtiofsd") { config.hypervisor.virtiofsd = v }
+            if let v: MachineType = try reader.choice(h, "hypervisor.machine") { config.hypervisor.machine = v }
+            if let v: AccelerationMode = try reader.choice(h, "hypervisor.accel") { config.hypervisor.accel = v }
+            if let v = try reader.integer(h, "hypervisor.memory_mib", in: 64...1_048_576) { config.hypervisor.memoryMiB = v }
+            if let v = try reader.integer(h, "hypervisor.vcpus", in: 1...240) { config.hypervisor.vcpus = v }
+            if let v = try reader.number(h, "hypervisor.boot_timeout_seconds", in: 1...600) { config.hypervisor.bootTimeoutSeconds = v }
+            if let v = try reader.string(h, "hypervisor.kernel_params") {
+                config.hypervisor.kernelParams = try KernelParameters.validate(v, file: file, key: "hypervisor.kernel_params")
+            }
+        }
+        if let a = try reader.subtable(table, "agent") {
+            try reader.checkKeys(a, prefix: "agent.", allowed: ["log_level"])
+            if let v: LogLevel = try reader.choice(a, "agent.log_level") { config.agent.logLevel = v }
+        }
+        if let r = try reader.subtable(table, "runtime") {
+            try reader.checkKeys(r, prefix: "runtime.", allowed: ["isolation", "root", "debug"])
+            if let v: Isolation = try reader.choice(r, "runtime.isolation") { config.runtime.isolation = v }
+            if let v = try reader.absolutePath(r, "runtime.root") { config.runtime.root = v }
+            if let v = try reader.bool(r, "runtime.debug") { config.runtime.debug = v }
+        }
+        return config
+    }
+}
+
+/// Extra kernel parameters are split on spaces; each must be printable and free of quotes,
+/// so that nothing can smuggle a second `-append` or a shell word into the QEMU command line.
+public enum KernelParameters {
+    public static func validate(_ text: String, file: String, key: String) throws(ConfigError) -> [String] {
+        let words = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        for word in words {
+            let bad = word.unicodeScalars.first { $0.value < 0x21 || $0.value > 0x7e || $0 == "\"" || $0 == "'" }
+            if let bad {
+                throw ConfigError(file: file, key: key, problem:
+                    "parameter '\(word)' contains \(bad.escaped(asASCII: true)); use printable ASCII without quotes")
+            }
+        }
+        return words
+    }
+}
+
+/// Reads typed values, turning every mismatch into an error that names the file and the key.
+private struct TableReader {
+    let file: String
+
+    func checkKeys(_ table: TOMLTable, prefix: String, allowed: Set<String>) throws(ConfigError) {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            throw ConfigError(file: file, key: prefix + key, problem:
+                "unknown key; valid keys here are: \(allowed.sorted().map { prefix + $0 }.joined(separator: ", "))")
+        }
+    }
+
+    private func leaf(_ fullKey: String) -> String { String(fullKey.split(separator: ".").last!) }
+
+    func subtable(_ table: TOMLTable, _ key: String) throws(ConfigError) -> TOMLTable? {
+        guard let value = table[key] else { return nil }
+        guard let t = value.table else {
+            throw ConfigError(file: file, key: key, problem: "must be a table ([\(key)]), found \(value.type)")
+        }
+        return t
+    }
+
+    func string(_ table: TOMLTable, _ key: String) throws(ConfigError) -> String? {
+        guard let value = table[leaf(key)] else { return nil }
+        guard let s = value.string else {
+            throw ConfigError(file: file, key: key, problem: "must be a string, found \(value.type)")
+        }
+        return s
+    }
+
+    func absolutePath(_ table: TOMLTable, _ key: String) throws(ConfigError) -> String? {
+        guard let s = try string(table, key) else { return nil }
+        guard s.hasPrefix("/"), !s.contains("\0"), !s.contains(",") else {
+            throw ConfigError(file: file, key: key, problem:
+                "must be an absolute path without commas (QEMU option syntax), found '\(s)'")
+        }
+        return s
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ table: TOMLTable, _ key: String) throws(ConfigError) -> T? where T.RawValue == String {
+        guard let s = try string(table, key) else { return nil }
+        guard let v = T(rawValue: s) else {
+            throw ConfigError(file: file, key: key, problem:
+                "'\(s)' is not valid; valid values: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return v
+    }
+
+    func integer(_ table: TOMLTable, _ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let value = table[leaf(key)] else { return nil }
+        guard let i = value.int else {
+            throw ConfigError(file: file, key: key, problem: "must be an integer, found \(value.type)")
+        }
+        guard range.contains(i) else {
+            throw ConfigError(file: file, key: key, problem: "\(i) is out of range; valid: \(range.lowerBound) to \(range.upperBound)")
+        }
+        return i
+    }
+
+    func number(_ table: TOMLTable, _ key: String, in range: ClosedRange<Double>) throws(ConfigError) -> Double? {
+        guard let value = table[leaf(key)] else { return nil }
+        let d: Double
+        if let i = value.int { d = Double(i) } else if let x = value.double { d = x } else {
+            throw ConfigError(file: file, key: key, problem: "must be a number, found \(value.type)")
+        }
+        guard range.contains(d) else {
+            throw ConfigError(file: file, key: key, problem: "\(d) is out of range; valid: \(range.lowerBound) to \(range.upperBound)")
+        }
+        return d
+    }
+
+    func bool(_ table: TOMLTable, _ key: String) throws(ConfigError) -> Bool? {
+        guard let value = table[leaf(key)] else { return nil }
+        guard let b = value.bool else {
+            throw ConfigError(file: file, key: key, problem: "must be true or false, found \(value.type)")
+        }
+        return b
+    }
+}

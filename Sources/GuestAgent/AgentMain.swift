@@ -1,0 +1,173 @@
+import AgentAPI
+import CSupport
+import Logging
+import Sockets
+import SystemCalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the agent listens.
+public enum ListenAddress: Sendable, Equatable {
+    case unix(String)
+    case vsock(port: UInt32)
+    /// The virtio-serial port named `AgentChannel.portName`.
+    case serialPort
+
+    public static func parse(_ text: String) -> ListenAddress? {
+        if text.hasPrefix("unix:"), text.count > 5 { return .unix(String(text.dropFirst(5))) }
+        if text.hasPrefix("vsock:"), let port = UInt32(text.dropFirst(6)) { return .vsock(port: port) }
+        if text == "serial" { return .serialPort }
+        return nil
+    }
+}
+
+public enum AgentMain {
+    public static let usage = """
+        usage: cocoon-agent [--listen unix:PATH|vsock:PORT|serial] [--log-level LEVEL]
+          As PID 1 in a cocoon VM it needs no arguments: the channel and log level come from the
+          kernel command line (cocoon.channel=serial|vsock, cocoon.log=LEVEL).
+          As a plain process it serves the same API on --listen (for tests and development).
+        """
+
+    /// Parsed by hand: the agent is /init in the initramfs, and a small binary boots faster.
+    public static func parseArguments(_ args: [String]) -> Result<(ListenAddress?, Logger.Level?), AgentUsageError> {
+        var listen: ListenAddress?
+        var level: Logger.Level?
+        var i = 0
+        while i < args.count {
+            let arg = args[i]
+            func value() -> String? { i + 1 < args.count ? args[i + 1] : nil }
+            switch arg {
+            case "--listen":
+                guard let v = value(), let addr = ListenAddress.parse(v) else {
+                    return .failure(AgentUsageError(message: "--listen needs unix:PATH, vsock:PORT or serial"))
+                }
+                listen = addr
+                i += 2
+            case "--log-level":
+                guard let v = value(), let l = Logger.Level(rawValue: v) else {
+                    return .failure(AgentUsageError(message: "--log-level needs one of: trace, debug, info, notice, warning, error, critical"))
+                }
+                level = l
+                i += 2
+            default:
+                return .failure(AgentUsageError(message: "unknown argument '\(arg)'"))
+            }
+        }
+        return .success((listen, level))
+    }
+
+    public static func run(arguments: [String]) -> Never {
+        let isInit = getpid() == 1
+        let cmdline = isInit ? ((try? Files.readString("/proc/cmdline")) ?? "") : ""
+        var listen: ListenAddress?
+        var level = ConsoleLogHandler.level(fromKernelCommandLine: cmdline)
+        switch parseArguments(arguments) {
+        case .success(let (l, lv)):
+            listen = l
+            if let lv { level = lv }
+        case .failure(let e):
+            writeToStandardError("cocoon-agent: \(e.message)\n\(usage)\n")
+            if !isInit { exit(2) }
+        }
+        let finalLevel = level
+        let logger = Logger(label: "cocoon-agent") { ConsoleLogHandler(label: $0, level: finalLevel) }
+
+        if isInit {
+            GuestInit.mountEssentials(logger: logger)
+            GuestInit.startReaper(logger: logger)
+            if listen == nil {
+                listen = cmdline.split(separator: " ").contains("cocoon.channel=vsock") ? .vsock(port: AgentChannel.vsockPort) : .serialPort
+            }
+        }
+        guard let address = listen else {
+            writeToStandardError("cocoon-agent: --listen is required when not running as PID 1\n\(usage)\n")
+            exit(2)
+        }
+        logger.info("cocoon-agent \(CocoonVersion.string) ready", metadata: ["pid": "\(getpid())", "listen": "\(address)"])
+        let service = AgentService(mode: isInit ? .guest : .hostProcess, logger: logger)
+        serveForever(address, service: service, isInit: isInit, logger: logger)
+    }
+
+    /// Never returns: as PID 1 every error is logged and retried after a pause.
+    static func serveForever(_ address: ListenAddress, service: AgentService, isInit: Bool, logger: Logger) -> Never {
+        while true {
+            do {
+                switch address {
+                case .serialPort:
+                    let fd = try SerialPort.open(name: AgentChannel.portName, until: .after(seconds: 30))
+                    // One long stream. read() returns 0 while the host end is not connected: pause and retry.
+                    while true {
+                        switch service.serve(fd) {
+                        case .shutdownRequested: finish(isInit: isInit, logger: logger)
+                        case .endOfStream: sleep(seconds: 0.05)
+                        case .protocolError: sleep(seconds: 0.05)
+                        }
+                    }
+                case .unix(let path):
+                    let listener = try StreamSocket.listenUnix(path: path)
+                    try acceptLoop(listener, service: service, isInit: isInit, logger: logger)
+                case .vsock(let port):
+                    let listener = try StreamSocket.listenVsock(port: port)
+                    try acceptLoop(listener, service: service, isInit: isInit, logger: logger)
+                }
+            } catch {
+                logger.error("agent channel failed: \(error); retrying in 1 s")
+                if !isInit { exit(1) }
+                sleep(seconds: 1)
+            }
+        }
+    }
+
+    static func acceptLoop(_ listener: FileDescriptor, service: AgentService, isInit: Bool, logger: Logger) throws(SystemError) -> Never {
+        while true {
+            let raw = try SystemError.check("accept") { cocoon_accept_cloexec(listener.rawValue) }
+            let conn = FileDescriptor(adopting: raw)
+            try startDetachedThread {
+                if service.serve(conn) == .shutdownRequested { finish(isInit: isInit, logger: logger) }
+                conn.close()
+            }
+        }
+    }
+
+    static func finish(isInit: Bool, logger: Logger) -> Never {
+        if isInit { GuestInit.powerOff(logger: logger) }
+        logger.info("shutdown requested; exiting")
+        exit(0)
+    }
+}
+
+public struct AgentUsageError: Error, Sendable {
+    public let message: String
+}
+
+/// virtio-serial ports appear as /dev/vportNpM; their names are in sysfs.
+enum SerialPort {
+    static func open(name: String, until deadline: Deadline) throws(SystemError) -> FileDescriptor {
+        while true {
+            if let device = find(name: name) {
+                return try FileDescriptor.open(device, O_RDWR)
+            }
+            if deadline.hasPassed {
+                throw SystemError("find virtio-serial port \(name)", errno: ENOENT, detail: "no /sys/class/virtio-ports/*/name matches")
+            }
+            sleep(seconds: 0.01)
+        }
+    }
+
+    static func find(name: String) -> String? {
+        let base = "/sys/class/virtio-ports"
+        guard let dir = opendir(base) else { return nil }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let port = withUnsafePointer(to: entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            guard !port.hasPrefix(".") else { continue }
+            let portName = (try? Files.readString("\(base)/\(port)/name"))?.split(separator: "\n").first.map(String.init)
+            if portName == name { return "/dev/\(port)" }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,75 @@
+import CSupport
+import Logging
+import SystemCalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The duties of PID 1 in the guest: the file systems a container runtime needs, and reaping.
+/// Failures are logged and survived: PID 1 exiting panics the guest.
+public enum GuestInit {
+    struct MountPoint {
+        let source: String, target: String, type: String, flags: UInt, data: String?
+    }
+
+    static let essentialMounts: [MountPoint] = [
+        .init(source: "sysfs", target: "/sys", type: "sysfs", flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), data: nil),
+        .init(source: "devtmpfs", target: "/dev", type: "devtmpfs", flags: UInt(MS_NOSUID), data: "mode=0755"),
+        .init(source: "devpts", target: "/dev/pts", type: "devpts", flags: UInt(MS_NOSUID | MS_NOEXEC),
+              data: "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        .init(source: "shm", target: "/dev/shm", type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777"),
+        .init(source: "tmpfs", target: "/run", type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=0755"),
+        .init(source: "tmpfs", target: "/tmp", type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777"),
+        .init(source: "cgroup2", target: "/sys/fs/cgroup", type: "cgroup2", flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC),
+              data: "nsdelegate"),
+    ]
+
+    public static func mountEssentials(logger: Logger) {
+        if cocoon_early_proc_mounted() == 0 && !Files.exists("/proc/self") {
+            logger.error("/proc is not mounted; the early constructor could not mount it")
+        }
+        for m in essentialMounts {
+            mkdir(m.target, 0o755)
+            let r = m.data.map { mount(m.source, m.target, m.type, m.flags, $0) } ?? mount(m.source, m.target, m.type, m.flags, nil)
+            if r != 0 && errno != EBUSY {
+                logger.error("mount \(m.type) on \(m.target) failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+            }
+        }
+        symlink("/proc/self/fd", "/dev/fd")
+        symlink("pts/ptmx", "/dev/ptmx")
+    }
+
+    /// Reaps every child and orphan. SIGCHLD was blocked process-wide by the C constructor
+    /// before any thread started, so sigwait here is the only place it is taken.
+    public static func startReaper(logger: Logger) {
+        do {
+            try startDetachedThread {
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, SIGCHLD)
+                while true {
+                    var sig: Int32 = 0
+                    sigwait(&set, &sig)
+                    while true {
+                        var status: Int32 = 0
+                        let pid = waitpid(-1, &status, WNOHANG)
+                        if pid <= 0 { break }
+                        logger.trace("reaped", metadata: ["pid": "\(pid)", "status": "\(status)"])
+                    }
+                }
+            }
+        } catch {
+            logger.error("cannot start the reaper thread: \(error.message)")
+        }
+    }
+
+    /// Powers the guest off: QEMU runs with -no-reboot, so a reboot ends it.
+    public static func powerOff(logger: Logger) -> Never {
+        logger.info("shutting down")
+        sync()
+        _ = cocoon_reboot(1)
+        // reboot() only returns on failure; PID 1 must not exit, so wait to be killed.
+        logger.error("reboot failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        while true { pause() }
+    }
+}

@@ -1,0 +1,20 @@
+import StatusCodes
+
+/// Everything that can go wrong starting, talking to or stopping a VM.
+public struct HypervisorError: CocoonError {
+    public let code: StatusCode
+    public let message: String
+    /// The last lines the guest printed, when they help explain the failure.
+    public let consoleTail: [String]
+
+    public init(_ code: StatusCode, _ message: String, consoleTail: [String] = []) {
+        self.code = code
+        self.message = message
+        self.consoleTail = consoleTail
+    }
+
+    public var description: String {
+        guard !consoleTail.isEmpty else { return message }
+        return message + "\nlast console lines:\n" + consoleTail.map { "  | " + $0 }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,64 @@
+import AgentAPI
+/// Builds QEMU's arguments. Pure: no file system access, so it is tested exhaustively.
+public enum QEMUCommandLine {
+    public static func arguments(for spec: VMSpec) -> [String] {
+        let mmio = !spec.machine.usesPCI
+        var machine = "\(spec.machine.rawValue),accel=\(spec.accelerator.rawValue),memory-backend=mem"
+        if spec.machine == .microvm {
+            // No ACPI in the guest kernel; QEMU then lists the virtio-mmio devices on the kernel command line.
+            machine += ",acpi=off,isa-serial=on"
+        }
+        var args: [String] = [
+            "-name", "cocoon,debug-threads=on",
+            "-machine", machine,
+            "-cpu", spec.accelerator == .kvm ? "host" : "max",
+            "-smp", "\(spec.vcpus)",
+            "-m", "\(spec.memoryMiB)M",
+            // memfd, shared: virtiofsd maps guest memory.
+            "-object", "memory-backend-memfd,id=mem,size=\(spec.memoryMiB)M,share=on",
+            "-nodefaults", "-no-user-config", "-display", "none",
+            // The guest shuts down by rebooting (reboot=k); -no-reboot turns that into QEMU exiting.
+            "-no-reboot",
+            "-kernel", spec.kernelPath,
+            "-initrd", spec.initrdPath,
+            "-append", kernelCommandLine(for: spec),
+            "-chardev", "file,id=console,path=\(spec.consoleLogPath)",
+            "-serial", "chardev:console",
+            "-qmp", "unix:\(spec.qmpSocketPath),server=on,wait=off",
+            // Without entropy the Swift runtime blocks in getrandom() for about a second at start.
+            "-object", "rng-random,id=rng,filename=/dev/urandom",
+            "-device", mmio ? "virtio-rng-device,rng=rng" : "virtio-rng-pci,rng=rng",
+        ]
+        if mmio {
+            // virtiofsd refuses legacy virtio devices.
+            args += ["-global", "virtio-mmio.force-legacy=false"]
+        }
+        switch spec.channel {
+        case .vsock(let cid):
+            args += ["-device", (mmio ? "vhost-vsock-device" : "vhost-vsock-pci") + ",guest-cid=\(cid)"]
+        case .serial(let socketPath):
+            args += [
+                "-device", mmio ? "virtio-serial-device,max_ports=2" : "virtio-serial-pci,max_ports=2",
+                // QEMU connects to the socket the controller already listens on, so the port is
+                // open from the guest's first instruction and no side waits for the other to appear.
+                "-chardev", "socket,id=agent,path=\(socketPath),server=off",
+                "-device", "virtserialport,chardev=agent,name=\(AgentChannel.portName)",
+            ]
+        }
+        return args
+    }
+
+    public static func kernelCommandLine(for spec: VMSpec) -> String {
+        var params = ["console=ttyS0", "reboot=k", "panic=-1"]
+        // microvm has neither ACPI nor PCI: say so rather than let the kernel probe for them.
+        if spec.machine == .microvm { params += ["acpi=off", "pci=off"] }
+        params.append(spec.verboseKernel ? "loglevel=7" : "quiet")
+        params.append("cocoon.log=\(spec.agentLogLevel)")
+        switch spec.channel {
+        case .vsock: params.append("cocoon.channel=vsock")
+        case .serial: params.append("cocoon.channel=serial")
+        }
+        params += spec.extraKernelParameters
+        return params.joined(separator: " ")
+    }
+}

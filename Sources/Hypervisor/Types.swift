@@ -1,0 +1,70 @@
+import AgentAPI
+
+/// The QEMU machine model.
+public enum MachineType: String, Sendable, CaseIterable, Codable {
+    /// No firmware, PVH boot of the uncompressed vmlinux, virtio-mmio: the fast path.
+    case microvm
+    /// PCI Express machine with virtio-pci: the compatible path.
+    case q35
+    /// i440FX with virtio-pci.
+    case pc
+
+    public var usesPCI: Bool { self != .microvm }
+}
+
+/// What the user asked for.
+public enum AccelerationMode: String, Sendable, CaseIterable, Codable {
+    case auto, kvm, tcg
+}
+
+/// What QEMU is actually given.
+public enum Accelerator: String, Sendable, Equatable {
+    case kvm, tcg
+}
+
+/// How host and agent talk.
+public enum ChannelTransport: Sendable, Equatable {
+    /// AF_VSOCK with this guest CID, through vhost-vsock-pci/-device.
+    case vsock(cid: UInt32)
+    /// A virtserialport named `AgentChannel.portName`, backed by a unix socket the host listens on.
+    case serial(socketPath: String)
+}
+
+/// Everything needed to start one VM.
+public struct VMSpec: Sendable {
+    public var qemuPath: String
+    public var kernelPath: String
+    public var initrdPath: String
+    public var machine: MachineType
+    public var accelerator: Accelerator
+    public var memoryMiB: Int
+    public var vcpus: Int
+    /// Appended after cocoon's own kernel parameters.
+    public var extraKernelParameters: [String]
+    public var channel: ChannelTransport
+    public var qmpSocketPath: String
+    public var consoleLogPath: String
+    /// Guest log level handed to the agent on the kernel command line.
+    public var agentLogLevel: String
+    /// Print kernel messages on the console (otherwise `quiet`).
+    public var verboseKernel: Bool
+
+    public init(qemuPath: String, kernelPath: String, initrdPath: String, machine: MachineType,
+                accelerator: Accelerator, memoryMiB: Int, vcpus: Int, extraKernelParameters: [String] = [],
+                channel: ChannelTransport, qmpSocketPath: String, consoleLogPath: String,
+                agentLogLevel: String = "info", verboseKernel: Bool = false) {
+        self.qemuPath = qemuPath
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.machine = machine
+        self.accelerator = accelerator
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        self.extraKernelParameters = extraKernelParameters
+        self.channel = channel
+        self.qmpSocketPath = qmpSocketPath
+        self.consoleLogPath = consoleLogPath
+        self.agentLogLevel = agentLogLevel
+        self.verboseKernel = verboseKernel
+    }
+}

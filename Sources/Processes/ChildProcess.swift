@@ -1,0 +1,131 @@
+import CSupport
+import SystemCalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a child ended.
+public enum Termination: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signalled(Int32)
+
+    /// The shell convention: the exit code, or 128 + signal.
+    public var exitStatus: Int32 {
+        switch self {
+        case .exited(let c): c
+        case .signalled(let s): 128 + s
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let c): "exited with status \(c)"
+        case .signalled(let s): "killed by signal \(s)"
+        }
+    }
+}
+
+/// A host child process (QEMU, virtiofsd), tracked through a pidfd so that signals never
+/// reach a recycled PID and waits can carry a deadline.
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let executable: String
+    private let pidfd: FileDescriptor
+    private let lock = NSLockLite()
+    private var termination: Termination?  // guarded by lock
+
+    public struct Options: Sendable {
+        /// Child fds 0, 1, 2, ...: each a descriptor of ours, or nil for closed.
+        public var fds: [Int32?] = []
+        public var environment: [String: String] = [:]
+        public var newSession = true
+        /// Kill the child if this process dies, so no QEMU outlives its controller.
+        public var killWithParent = true
+        public init() {}
+    }
+
+    public static func spawn(_ executable: String, _ arguments: [String], options: Options = Options()) throws(SystemError) -> ChildProcess {
+        guard executable.hasPrefix("/") else {
+            throw SystemError("spawn \(executable)", errno: EINVAL, detail: "an absolute path is required")
+        }
+        let argv = ([executable] + arguments).map { strdup($0) }
+        let envp = options.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let fds = options.fds.map { $0 ?? -1 }
+        var pid: pid_t = 0
+        var pidfd: Int32 = -1
+        let err: Int32 = executable.withCString { path in
+            (argv + [nil]).withUnsafeBufferPointer { argvBuf in
+                (envp + [nil]).withUnsafeBufferPointer { envBuf in
+                    fds.withUnsafeBufferPointer { fdBuf in
+                        var attr = cocoon_spawn_attr(
+                            path: path, argv: argvBuf.baseAddress, envp: envBuf.baseAddress,
+                            fds: fdBuf.baseAddress, nfds: Int32(fds.count),
+                            new_session: options.newSession ? 1 : 0,
+                            parent_death_signal: options.killWithParent ? SIGKILL : 0)
+                        return cocoon_spawn(&attr, &pid, &pidfd)
+                    }
+                }
+            }
+        }
+        if err != 0 { throw SystemError("spawn \(executable)", errno: err) }
+        return ChildProcess(pid: pid, pidfd: FileDescriptor(adopting: pidfd), executable: executable)
+    }
+
+    private init(pid: pid_t, pidfd: FileDescriptor, executable: String) {
+        self.pid = pid
+        self.pidfd = pidfd
+        self.executable = executable
+    }
+
+    /// The descriptor that becomes readable when the child exits, for poll() alongside sockets.
+    public var exitDescriptor: Int32 { pidfd.rawValue }
+
+    public func signal(_ sig: Int32) {
+        lock.withLock {
+            if termination == nil { _ = cocoon_pidfd_send_signal(pidfd.rawValue, sig) }
+        }
+    }
+
+    /// The termination if the child has exited (reaping it), without waiting.
+    public func poll() -> Termination? {
+        (try? wait(until: .now())) ?? nil
+    }
+
+    /// Waits for the child to exit until the deadline; nil if it is still running then.
+    public func wait(until deadline: Deadline) throws(SystemError) -> Termination? {
+        if let t = lock.withLock({ termination }) { return t }
+        guard try pidfd.waitReadable(until: deadline) else { return nil }
+        return lock.withLock { () -> Termination? in
+            if let t = termination { return t }
+            var status: Int32 = 0
+            var r: pid_t
+            repeat { r = waitpid(pid, &status, WNOHANG) } while r < 0 && errno == EINTR
+            guard r == pid else { return nil }
+            let t: Termination = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+            termination = t
+            return t
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace` seconds; always reaps. Returns how it ended.
+    @discardableResult
+    public func terminate(grace: Double = 2) -> Termination {
+        if let t = poll() { return t }
+        signal(SIGTERM)
+        if let t = try? wait(until: .after(seconds: grace)) { return t }
+        return kill()
+    }
+
+    /// SIGKILL and reap.
+    @discardableResult
+    public func kill() -> Termination {
+        signal(SIGKILL)
+        while true {
+            if let t = try? wait(until: .after(seconds: 5)) { return t }
+        }
+    }
+}

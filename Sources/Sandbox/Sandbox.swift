@@ -1,0 +1,182 @@
+import AgentAPI
+import Config
+import Foundation
+import Hypervisor
+import Logging
+import Processes
+import StatusCodes
+import SystemCalls
+
+/// One VM with its agent connection. Created by `boot`, which either returns a sandbox whose
+/// agent has answered, or throws having left nothing behind (no QEMU, no run directory).
+public final class Sandbox: @unchecked Sendable {
+    public let id: String
+    public let runDirectory: String
+    public let vm: VirtualMachine
+    public let agent: AgentClient
+    public let accelerator: Accelerator
+    /// From launching QEMU to the agent's first answer.
+    public let bootSeconds: Double
+    /// The agent's first answer.
+    public let firstHealth: HealthInfo
+    private let connector: AgentConnector
+    private let logger: Logger
+    private let lock = NSLockLite()
+    private var stopped = false  // guarded by lock
+
+    /// Options the caller may set beyond configuration.toml (tests and benchmarks).
+    public struct BootOptions: Sendable {
+        public var initrdOverride: String?
+        public var extraKernelParameters: [String] = []
+        public init() {}
+    }
+
+    public static func validate(id: String) throws(SandboxError) {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+        guard (1...64).contains(id.count), id.allSatisfy(allowed.contains), id.first != ".", id.first != "-" else {
+            throw SandboxError(.invalidArgument,
+                "sandbox id '\(id)' is invalid: use 1 to 64 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+        }
+    }
+
+    public static func boot(id: String, configuration config: Configuration, options: BootOptions = BootOptions(),
+                            logger: Logger) throws(SandboxError) -> Sandbox {
+        try validate(id: id)
+        let host = HostVirtualization.probe()
+        let accel: Accelerator
+        do {
+            let (chosen, warning) = try AccelerationChoice.resolve(config.hypervisor.accel, host: host)
+            if let warning { logger.warning("\(warning)") }
+            accel = chosen
+        } catch {
+            throw SandboxError(error.code, error.message)
+        }
+
+        let runDirectory = "\(config.runtime.root)/sandboxes/\(id)"
+        let transport: ChannelTransport = host.vhostVsockUsable
+            ? .vsock(cid: UInt32.random(in: 3...0x7fff_ffff))
+            : .serial(socketPath: runDirectory + "/agent.sock")
+        let qmpPath = runDirectory + "/qmp.sock"
+        guard qmpPath.utf8.count <= 107 else {
+            throw SandboxError(.invalidArgument, "runtime.root '\(config.runtime.root)' is too long for unix socket paths under it")
+        }
+        if Files.exists(runDirectory) {
+            throw SandboxError(.alreadyExists, "sandbox \(id) already exists (\(runDirectory))")
+        }
+        do {
+            try Files.makeDirectories(runDirectory, mode: 0o700)
+        } catch {
+            throw SandboxError(error.code, "cannot create \(runDirectory): \(error.message)")
+        }
+
+        let spec = VMSpec(
+            qemuPath: config.hypervisor.path,
+            kernelPath: config.hypervisor.kernel,
+            initrdPath: options.initrdOverride ?? config.hypervisor.initrd,
+            machine: config.hypervisor.machine,
+            accelerator: accel,
+            memoryMiB: config.hypervisor.memoryMiB,
+            vcpus: config.hypervisor.vcpus,
+            extraKernelParameters: config.hypervisor.kernelParams + options.extraKernelParameters,
+            channel: transport,
+            qmpSocketPath: qmpPath,
+            consoleLogPath: runDirectory + "/console.log",
+            agentLogLevel: config.runtime.debug ? "debug" : config.agent.logLevel.rawValue,
+            verboseKernel: config.runtime.debug)
+
+        var connector: AgentConnector?
+        var vm: VirtualMachine?
+        var agent: AgentClient?
+        do {
+            connector = try AgentConnector(transport: transport)
+            let watch = Stopwatch()
+            let deadline = Deadline.after(seconds: config.hypervisor.bootTimeoutSeconds)
+            vm = try VirtualMachine.launch(spec, qemuLogPath: runDirectory + "/qemu.log", logger: logger)
+            let fd = try connector!.connect(to: vm!, until: deadline)
+            agent = AgentClient(fd: fd)
+            let health: HealthInfo
+            do throws(AgentAPIError) {
+                health = try agent!.health(until: deadline)
+            } catch {
+                if let t = vm!.waitForExit(until: .after(seconds: 1)) {
+                    throw vm!.unexpectedExitError(t, while: "waiting for the agent's first answer")
+                }
+                if error.code == .deadlineExceeded {
+                    throw HypervisorError(.deadlineExceeded,
+                        "the guest agent did not answer within hypervisor.boot_timeout_seconds = \(config.hypervisor.bootTimeoutSeconds)",
+                        consoleTail: vm!.consoleTail())
+                }
+                throw HypervisorError(error.code, error.message, consoleTail: vm!.consoleTail())
+            }
+            let seconds = watch.elapsedSeconds
+            logger.info("sandbox booted", metadata: [
+                "id": "\(id)", "seconds": "\(String(format: "%.3f", seconds))", "accel": "\(accel.rawValue)",
+                "machine": "\(spec.machine.rawValue)",
+            ])
+            return Sandbox(id: id, runDirectory: runDirectory, vm: vm!, agent: agent!, accelerator: accel,
+                           bootSeconds: seconds, firstHealth: health, connector: connector!, logger: logger)
+        } catch {
+            agent?.close()
+            vm?.stop(grace: 1)
+            connector?.close()
+            Files.removeTree(runDirectory)
+            throw SandboxError(error.code, error.message, consoleTail: error.consoleTail)
+        }
+    }
+
+    private init(id: String, runDirectory: String, vm: VirtualMachine, agent: AgentClient, accelerator: Accelerator,
+                 bootSeconds: Double, firstHealth: HealthInfo, connector: AgentConnector, logger: Logger) {
+        self.id = id
+        self.runDirectory = runDirectory
+        self.vm = vm
+        self.agent = agent
+        self.accelerator = accelerator
+        self.bootSeconds = bootSeconds
+        self.firstHealth = firstHealth
+        self.connector = connector
+        self.logger = logger
+    }
+
+    public func health(timeout: Double = 5) throws(SandboxError) -> HealthInfo {
+        do {
+            return try agent.health(until: .after(seconds: timeout))
+        } catch {
+            throw SandboxError(error.code, error.message, consoleTail: vm.consoleTail())
+        }
+    }
+
+    /// Orderly: the agent powers the guest off; if that does not end QEMU in time, QMP quit,
+    /// then SIGKILL. Always removes the run directory. Safe to call twice.
+    @discardableResult
+    public func shutdown(timeout: Double = 5) -> Termination? {
+        let first = lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return vm.exited }
+        let deadline = Deadline.after(seconds: timeout)
+        var termination: Termination?
+        if vm.exited == nil {
+            do throws(AgentAPIError) {
+                try agent.shutdown(until: deadline)
+                termination = vm.waitForExit(until: deadline)
+            } catch {
+                logger.warning("agent shutdown failed: \(error.message); stopping QEMU")
+            }
+        }
+        let final = termination ?? vm.stop()
+        agent.close()
+        connector.close()
+        Files.removeTree(runDirectory)
+        logger.debug("sandbox stopped", metadata: ["id": "\(id)", "qemu": "\(final)"])
+        return final
+    }
+}
+
+extension Error {
+    var code: StatusCodes.StatusCode { (self as? any CocoonError)?.code ?? .internal }
+    var message: String { (self as? any CocoonError)?.message ?? "\(self)" }
+    var consoleTail: [String] {
+        (self as? HypervisorError)?.consoleTail ?? (self as? SandboxError)?.consoleTail ?? []
+    }
+}

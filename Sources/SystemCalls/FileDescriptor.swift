@@ -1,0 +1,115 @@
+import CSupport
+import StatusCodes
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An owned file descriptor, closed exactly once. Not copyable so ownership is explicit.
+public final class FileDescriptor: @unchecked Sendable {
+    // The raw value is immutable after init; close() is guarded by the lock.
+    public let rawValue: Int32
+    private var closed = false
+    private let lock = NSLockLite()
+
+    public init(adopting raw: Int32) { self.rawValue = raw }
+
+    deinit { if !closed { Glibc.close(rawValue) } }
+
+    public func close() {
+        lock.withLock {
+            if !closed {
+                closed = true
+                Glibc.close(rawValue)
+            }
+        }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> FileDescriptor {
+        let fd = try SystemError.check("open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        return FileDescriptor(adopting: fd)
+    }
+
+    /// Waits until the descriptor is readable (or hung up), or the deadline passes.
+    /// Returns false on timeout.
+    public func waitReadable(until deadline: Deadline) throws(SystemError) -> Bool {
+        try Poll.wait(for: [rawValue], events: Int16(POLLIN), until: deadline) != nil
+    }
+
+    /// Reads up to `count` bytes, waiting at most until the deadline. Empty means end of file.
+    public func read(upTo count: Int, until deadline: Deadline) throws(SystemError) -> [UInt8] {
+        guard try waitReadable(until: deadline) else {
+            throw SystemError("read", errno: ETIMEDOUT, detail: "no data before the deadline")
+        }
+        return try readNow(upTo: count)
+    }
+
+    /// One read(2), blocking if the descriptor is blocking.
+    public func readNow(upTo count: Int) throws(SystemError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var n: Int
+        repeat {
+            n = buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, count) }
+        } while n < 0 && errno == EINTR
+        if n < 0 { throw SystemError("read") }
+        buffer.removeSubrange(n...)
+        return buffer
+    }
+
+    /// Writes all bytes, waiting for the descriptor to drain until the deadline.
+    public func writeAll(_ bytes: [UInt8], until deadline: Deadline) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            guard try Poll.wait(for: [rawValue], events: Int16(POLLOUT), until: deadline) != nil else {
+                throw SystemError("write", errno: ETIMEDOUT, detail: "peer did not read before the deadline")
+            }
+            let n = bytes.withUnsafeBytes { Glibc.write(rawValue, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw SystemError("write")
+            }
+            offset += n
+        }
+    }
+
+    public func setNonBlocking(_ on: Bool = true) throws(SystemError) {
+        let flags = try SystemError.check("fcntl F_GETFL") { cocoon_fcntl_getfl(rawValue) }
+        let new = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+        try SystemError.check("fcntl F_SETFL") { cocoon_fcntl_setfl(rawValue, new) }
+    }
+}
+
+public enum Poll {
+    /// Waits for `events` on any of the descriptors; returns the index of the first ready one, or nil
+    /// on timeout. POLLHUP and POLLERR count as ready so callers see EOF or the error on read.
+    public static func wait(for fds: [Int32], events: Int16, until deadline: Deadline) throws(SystemError) -> Int? {
+        var pfds = fds.map { pollfd(fd: $0, events: events, revents: 0) }
+        while true {
+            let timeout = deadline.remainingMilliseconds
+            let r = poll(&pfds, nfds_t(pfds.count), timeout)
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("poll")
+            }
+            if r == 0 {
+                if deadline.hasPassed { return nil }
+                continue
+            }
+            return pfds.firstIndex { $0.revents != 0 }
+        }
+    }
+}
+
+/// A minimal pthread mutex, usable from modules that must not import Foundation.
+public final class NSLockLite: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    public init() { pthread_mutex_init(mutex, nil) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}

@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small file helpers that work without Foundation (the agent links FoundationEssentials only).
+public enum Files {
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isExecutable(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
+    }
+
+    public static func readString(_ path: String, limit: Int = 1 << 20) throws(SystemError) -> String {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        var out: [UInt8] = []
+        while out.count < limit {
+            let chunk = try fd.readNow(upTo: min(65536, limit - out.count))
+            if chunk.isEmpty { break }
+            out += chunk
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func writeString(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemError) {
+        let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+        try fd.writeAll(Array(text.utf8), until: .after(seconds: 10))
+    }
+
+    /// mkdir -p.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SystemError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw SystemError("mkdir \(current)")
+            }
+        }
+    }
+
+    /// rm -rf, without following symlinks out of the tree.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if let dir = opendir(path) {
+                var names: [String] = []
+                while let entry = readdir(dir) {
+                    let name = withUnsafePointer(to: entry.pointee.d_name) {
+                        String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+                    }
+                    if name != "." && name != ".." { names.append(name) }
+                }
+                closedir(dir)
+                for name in names { removeTree(path + "/" + name) }
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    /// The last `count` lines of a text file, for error messages (reads at most the last 64 KiB).
+    public static func tailLines(_ path: String, count: Int) -> [String] {
+        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return [] }
+        var st = stat()
+        guard fstat(fd.rawValue, &st) == 0 else { return [] }
+        let size = Int(st.st_size)
+        let start = max(0, size - 65536)
+        lseek(fd.rawValue, off_t(start), SEEK_SET)
+        var bytes: [UInt8] = []
+        while let chunk = try? fd.readNow(upTo: 65536), !chunk.isEmpty { bytes += chunk }
+        let text = String(decoding: bytes, as: UTF8.self).replacingCarriageReturns()
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        if start > 0 && !lines.isEmpty { lines.removeFirst() }  // likely a partial line
+        return Array(lines.suffix(count))
+    }
+}
+
+extension String {
+    fileprivate func replacingCarriageReturns() -> String {
+        String(self.unicodeScalars.filter { $0 != "\r" }.map(Character.init))
+    }
+}
+
+/// Writes text to fd 2 in one write(2) (no stdio buffering, no shared FILE state).
+public func writeToStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package cocoon needs to build, test and run. Idempotent: installs only
+# what is missing, and runs apt-get update only then.
+set -euo pipefail
+
+packages=(
+  # guest kernel build
+  linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils cpio file
+  # running VMs
+  qemu-system-x86 qemu-system-common
+  # host tools the tests and benchmarks use
+  procps iproute2 util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root (or install them) and retry" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
