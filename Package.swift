@@ -61,8 +61,11 @@ let package = Package(
         ]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
-        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "GuestAgent", "Sockets", "SystemCalls"]),
+        .testTarget(name: "AgentAPITests", dependencies: [
+            "AgentAPI", "GuestAgent", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
-        .testTarget(name: "HostCheckTests", dependencies: ["HostCheck"]),
+        .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),
+        .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
     ]
 )

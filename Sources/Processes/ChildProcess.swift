@@ -120,12 +120,12 @@ public final class ChildProcess: @unchecked Sendable {
         return kill()
     }
 
-    /// SIGKILL and reap.
+    /// SIGKILL and reap. A process stuck in uninterruptible sleep cannot be reaped; after
+    /// 10 s this gives up (the zombie is reaped by whoever inherits it) rather than hang.
     @discardableResult
     public func kill() -> Termination {
         signal(SIGKILL)
-        while true {
-            if let t = try? wait(until: .after(seconds: 5)) { return t }
-        }
+        if let t = try? wait(until: .after(seconds: 10)) { return t }
+        return .signalled(SIGKILL)
     }
 }
