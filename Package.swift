@@ -67,5 +67,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
+        // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
+        .testTarget(name: "CLITests", dependencies: ["cocoon"]),
     ]
 )

@@ -56,7 +56,7 @@ import Testing
 
     @Test func kernelCommandLine() {
         let micro = QEMUCommandLine.kernelCommandLine(for: spec())
-        #expect(micro == "console=ttyS0 reboot=k panic=-1 acpi=off pci=off quiet cocoon.log=info cocoon.channel=serial x=1")
+        #expect(micro == "console=ttyS0 reboot=t panic=-1 acpi=off pci=off quiet cocoon.log=info cocoon.channel=serial x=1")
         let q35 = QEMUCommandLine.kernelCommandLine(for: spec(machine: .q35, channel: .vsock(cid: 3)))
         #expect(!q35.contains("acpi=off"))
         #expect(q35.contains("cocoon.channel=vsock"))
