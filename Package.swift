@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "Hypervisor", dependencies: [
             "AgentAPI", "SystemCalls", "Sockets", "Processes", .product(name: "Logging", package: "swift-log"),
         ]),
+        // OCI runtime-spec types (config.json, state) with validation naming the JSON path of a bad field.
+        .target(name: "OCI", dependencies: ["StatusCodes", "SystemCalls"]),
         // The host <-> agent protocol (messages, framing, client).
         .target(name: "AgentAPI", dependencies: ["SystemCalls", "StatusCodes"]),
         // The agent's logic: PID 1 duties, channel discovery, request handling.
@@ -60,6 +62,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
             "AgentAPI", "GuestAgent", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log"),
