@@ -36,6 +36,9 @@ let package = Package(
         ]),
         // OCI runtime-spec types (config.json, state) with validation naming the JSON path of a bad field.
         .target(name: "OCI", dependencies: ["StatusCodes", "SystemCalls"]),
+        // Containers from OCI bundles: namespaces, rootfs, mounts, credentials, the init handshake.
+        // Shared by `cocoon` on bare metal and by the agent in the guest.
+        .target(name: "LinuxContainer", dependencies: ["OCI", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),
         // The host <-> agent protocol (messages, framing, client).
         .target(name: "AgentAPI", dependencies: ["SystemCalls", "StatusCodes"]),
         // The agent's logic: PID 1 duties, channel discovery, request handling.
@@ -49,7 +52,7 @@ let package = Package(
         // `cocoon check`: host requirements with fix hints.
         .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
         .executableTarget(name: "cocoon", dependencies: [
-            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI",
+            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "CSupport", "Processes", "SystemCalls",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -63,6 +66,7 @@ let package = Package(
         ]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
+        .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
             "AgentAPI", "GuestAgent", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log"),

@@ -10,6 +10,8 @@ packages=(
   qemu-system-x86 qemu-system-common
   # host tools the tests and benchmarks use
   procps iproute2 util-linux
+  # container test fixtures
+  busybox-static
 )
 
 missing=()

@@ -6,6 +6,7 @@
 #include <sys/reboot.h>
 #include <unistd.h>
 #include <linux/vm_sockets.h>
+#include <pthread.h>
 
 int cocoon_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
 int cocoon_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
@@ -61,4 +62,22 @@ long cocoon_fs_type(const char *path) {
     struct statfs fs;
     if (statfs(path, &fs) != 0) return -1;
     return (long)fs.f_type;
+}
+
+#include <signal.h>
+#include <sys/signalfd.h>
+// Blocks the given signals in the calling thread and returns a signalfd that receives them.
+int cocoon_signalfd(const int *signals, int n) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < n; i++) sigaddset(&set, signals[i]);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+// The signal number of the next pending signalfd record, or -1.
+int cocoon_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
 }

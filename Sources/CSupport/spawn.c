@@ -33,6 +33,11 @@ static int child_main(void *p) {
     dfl.sa_handler = SIG_DFL;
     for (int s = 1; s < _NSIG; s++) sigaction(s, &dfl, NULL);
 
+    // Join existing namespaces (the caller orders them: user first). setns works here because
+    // this child is a single thread of its own, unlike the multithreaded parent.
+    for (int i = 0; i < attr->nsetns; i++) {
+        if (setns(attr->setns_fds[i], 0) < 0) goto fail;
+    }
     if (attr->new_session && setsid() < 0) goto fail;
     if (attr->parent_death_signal) {
         if (prctl(PR_SET_PDEATHSIG, attr->parent_death_signal) < 0) goto fail;
@@ -73,10 +78,28 @@ static int spawn_now(const cocoon_spawn_attr *attr, pid_t *pid_out, int *pidfd_o
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    // Joining a pid namespace only affects children, so it is done on this (spawner) thread's
+    // pid_for_children and undone right after the clone.
+    int restore_pidns = -1;
+    if (attr->pidns_fd >= 0) {
+        restore_pidns = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+        if (restore_pidns < 0 || setns(attr->pidns_fd, CLONE_NEWPID) < 0) {
+            int e = errno;
+            if (restore_pidns >= 0) close(restore_pidns);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            munmap(stack, stack_size);
+            free(dup_fds);
+            return e;
+        }
+    }
     int pidfd = -1;
     pid_t pid = clone(child_main, (char *)stack + stack_size,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)attr->clone_flags, &args, &pidfd);
     int clone_errno = errno;
+    if (restore_pidns >= 0) {
+        setns(restore_pidns, CLONE_NEWPID);
+        close(restore_pidns);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, stack_size);
     free(dup_fds);
@@ -135,7 +158,7 @@ static void start_spawner(void) {
 }
 
 int cocoon_spawn(const cocoon_spawn_attr *attr, pid_t *pid, int *pidfd) {
-    if (!attr || !attr->path || !attr->argv || !attr->envp || attr->nfds < 0) return EINVAL;
+    if (!attr || !attr->path || !attr->argv || !attr->envp || attr->nfds < 0 || attr->nsetns < 0) return EINVAL;
     pthread_once(&spawner_once, start_spawner);
     if (!spawner_started) return EAGAIN;
     pthread_mutex_lock(&spawn_lock);

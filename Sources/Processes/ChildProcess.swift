@@ -41,6 +41,12 @@ public final class ChildProcess: @unchecked Sendable {
         public var newSession = true
         /// Kill the child if this process dies, so no QEMU outlives its controller.
         public var killWithParent = true
+        /// CLONE_NEW* flags: the child starts in these new namespaces.
+        public var cloneFlags: UInt = 0
+        /// Namespace descriptors the child joins before exec, in order (a user namespace first).
+        public var joinNamespaces: [Int32] = []
+        /// A pid namespace descriptor to start the child in.
+        public var pidNamespace: Int32?
         public init() {}
     }
 
@@ -61,12 +67,16 @@ public final class ChildProcess: @unchecked Sendable {
             (argv + [nil]).withUnsafeBufferPointer { argvBuf in
                 (envp + [nil]).withUnsafeBufferPointer { envBuf in
                     fds.withUnsafeBufferPointer { fdBuf in
+                      options.joinNamespaces.withUnsafeBufferPointer { nsBuf in
                         var attr = cocoon_spawn_attr(
                             path: path, argv: argvBuf.baseAddress, envp: envBuf.baseAddress,
                             fds: fdBuf.baseAddress, nfds: Int32(fds.count),
                             new_session: options.newSession ? 1 : 0,
-                            parent_death_signal: options.killWithParent ? SIGKILL : 0)
+                            parent_death_signal: options.killWithParent ? SIGKILL : 0,
+                            clone_flags: options.cloneFlags, setns_fds: nsBuf.baseAddress, nsetns: Int32(options.joinNamespaces.count),
+                            pidns_fd: options.pidNamespace ?? -1)
                         return cocoon_spawn(&attr, &pid, &pidfd)
+                      }
                     }
                 }
             }

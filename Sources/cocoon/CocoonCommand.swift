@@ -1,8 +1,9 @@
+import AgentAPI
 import ArgumentParser
 import Config
+import Foundation
 import Logging
 import Sandbox
-import AgentAPI
 
 /// Global options, accepted before the subcommand as runc takes them.
 struct GlobalOptions: ParsableArguments {
@@ -12,10 +13,32 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Debug logging (also boots the guest with kernel messages and agent debug logs).")
     var debug = false
 
+    @Option(help: "State directory (default: runtime.root of the configuration, /run/cocoon).")
+    var root: String?
+
+    @Option(help: "Log file (default: stderr). Errors are also written here, as containerd's runc shim expects.")
+    var log: String?
+
+    @Option(help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
+
+    @Option(help: "Isolation: vm (the default) or process (containers on this host, like runc).")
+    var isolation: String?
+
+    @Flag(help: "Accepted for runc compatibility; systemd cgroup management is not supported yet.")
+    var systemdCgroup = false
+
     func loadConfiguration() throws -> Configuration {
         do throws(ConfigError) {
             var c = try Configuration.load(explicitPath: config)
             if debug { c.runtime.debug = true }
+            if let root { c.runtime.root = root }
+            if let isolation {
+                guard let i = Isolation(rawValue: isolation) else {
+                    throw ConfigError(file: "--isolation", key: nil, problem: "'\(isolation)' is not valid; valid values: vm, process")
+                }
+                c.runtime.isolation = i
+            }
             return c
         } catch {
             throw CLIError(error.message)
@@ -23,10 +46,13 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func makeLogger(_ label: String = "cocoon") -> Logger {
-        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = debug ? .debug : .info
-        return logger
+        let handler = RuntimeLogHandler.make(path: log, format: logFormat, level: debug ? .debug : .info)
+        return Logger(label: label) { _ in handler }
     }
+}
+
+enum LogFormat: String, ExpressibleByArgument, Sendable {
+    case text, json
 }
 
 struct CLIError: Error, CustomStringConvertible {
@@ -34,14 +60,33 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// Runs a command body; a failure is logged (to --log, as runc does) and exits 1.
+func runtimeCommand(_ global: GlobalOptions, _ body: (Configuration, Logger) throws -> Void) throws {
+    let logger = global.makeLogger()
+    do {
+        let config = try global.loadConfiguration()
+        try body(config, logger)
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        let message = "\(error)"
+        if global.log != nil { logger.error("\(message)") }
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        throw ExitCode(1)
+    }
+}
+
 @main
 struct Cocoon: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cocoon",
         abstract: "A container runtime that runs every pod in its own lightweight VM.",
-        version: "cocoon version \(CocoonVersion.string)",
-        subcommands: [Check.self, Debug.self])
+        version: "cocoon version \(CocoonVersion.string)\nspec: 1.2.0",
+        subcommands: [
+            Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, List.self, Spec.self,
+            Check.self, Debug.self, Init.self,
+        ])
 
-    // Declared here too so that they parse before the subcommand name (`cocoon --config F check`).
+    // Declared here too so that they parse before the subcommand name (`cocoon --root R create ...`).
     @OptionGroup var global: GlobalOptions
 }

@@ -14,6 +14,10 @@ typedef struct {
     int nfds;
     int new_session;           ///< setsid() so terminal signals go to us, not the child
     int parent_death_signal;   ///< 0 for none; delivered when this process dies
+    unsigned long clone_flags; ///< extra CLONE_NEW* flags: the child starts in new namespaces
+    const int *setns_fds;      ///< namespaces the child joins before exec, in this order (user first)
+    int nsetns;
+    int pidns_fd;              ///< a pid namespace to start the child in, or -1
 } cocoon_spawn_attr;
 
 /// Starts a child from a dedicated, never-exiting thread (so that PR_SET_PDEATHSIG,
@@ -35,6 +39,28 @@ int cocoon_set_cloexec(int fd);
 int cocoon_reboot(int restart);
 int cocoon_accept_cloexec(int fd);
 long cocoon_fs_type(const char *path);
+int cocoon_signalfd(const int *signals, int n);
+int cocoon_signalfd_read(int fd);
+
+/// Container set-up calls without a usable glibc wrapper from Swift.
+int cocoon_pivot_root(const char *new_root, const char *put_old);
+int cocoon_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
+int cocoon_cap_bound_drop(int cap);
+int cocoon_cap_ambient_raise(int cap);
+int cocoon_cap_last(void);
+int cocoon_set_keepcaps(int on);
+int cocoon_set_no_new_privs(void);
+int cocoon_set_child_subreaper(void);
+int cocoon_set_pdeathsig(int sig);
+int cocoon_sethostname(const char *name);
+int cocoon_setdomainname(const char *name);
+int cocoon_setgroups(const uint32_t *gids, int n);
+int cocoon_setresuid(uint32_t uid);
+int cocoon_setresgid(uint32_t gid);
+int cocoon_setrlimit(int resource, uint64_t soft, uint64_t hard);
+int cocoon_mknod(const char *path, unsigned int mode, unsigned int major, unsigned int minor);
+int cocoon_set_ctty(int fd);
+int cocoon_open_path(const char *path);
 
 /// AF_VSOCK helpers (struct sockaddr_vm is awkward from Swift).
 int cocoon_vsock_connect(unsigned int cid, unsigned int port);

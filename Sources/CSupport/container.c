@@ -1,0 +1,66 @@
+#define _GNU_SOURCE
+#include "CSupport.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <string.h>
+#include <unistd.h>
+
+int cocoon_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+int cocoon_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    data[0].effective = (uint32_t)effective;
+    data[1].effective = (uint32_t)(effective >> 32);
+    data[0].permitted = (uint32_t)permitted;
+    data[1].permitted = (uint32_t)(permitted >> 32);
+    data[0].inheritable = (uint32_t)inheritable;
+    data[1].inheritable = (uint32_t)(inheritable >> 32);
+    return (int)syscall(SYS_capset, &header, data);
+}
+
+int cocoon_cap_bound_drop(int cap) { return prctl(PR_CAPBSET_DROP, cap, 0, 0, 0); }
+int cocoon_cap_ambient_raise(int cap) { return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0); }
+
+/// The highest capability this kernel knows.
+int cocoon_cap_last(void) {
+    int last = 40;
+    while (last > 0 && prctl(PR_CAPBSET_READ, last, 0, 0, 0) < 0) last--;
+    return last;
+}
+
+int cocoon_set_keepcaps(int on) { return prctl(PR_SET_KEEPCAPS, on ? 1 : 0, 0, 0, 0); }
+int cocoon_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
+int cocoon_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+int cocoon_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+int cocoon_sethostname(const char *name) { return sethostname(name, strlen(name)); }
+int cocoon_setdomainname(const char *name) { return setdomainname(name, strlen(name)); }
+int cocoon_setgroups(const uint32_t *gids, int n) { return setgroups((size_t)n, (const gid_t *)gids); }
+
+// The raw syscalls change only the calling thread; glibc's wrappers signal every thread.
+// Both are right here: the init stage is single-threaded when it gets this far.
+int cocoon_setresuid(uint32_t uid) { return setresuid(uid, uid, uid); }
+int cocoon_setresgid(uint32_t gid) { return setresgid(gid, gid, gid); }
+
+int cocoon_setrlimit(int resource, uint64_t soft, uint64_t hard) {
+    struct rlimit r = { .rlim_cur = soft, .rlim_max = hard };
+    return setrlimit(resource, &r);
+}
+
+int cocoon_mknod(const char *path, unsigned int mode, unsigned int major, unsigned int minor) {
+    return mknod(path, mode, makedev(major, minor));
+}
+
+int cocoon_set_ctty(int fd) { return ioctl(fd, TIOCSCTTY, 0); }
+
+int cocoon_open_path(const char *path) { return open(path, O_PATH | O_CLOEXEC); }

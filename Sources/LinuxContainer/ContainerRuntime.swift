@@ -1,0 +1,294 @@
+import CSupport
+import Foundation
+import OCI
+import Processes
+import StatusCodes
+import SystemCalls
+
+/// The runc-style lifecycle for containers on this host (process isolation).
+public struct ContainerRuntime: Sendable {
+    public let store: StateStore
+    /// The executable that provides `init` (cocoon itself).
+    public let initExecutable: String
+
+    public init(root: String, initExecutable: String = "/proc/self/exe") {
+        self.store = StateStore(root: root)
+        self.initExecutable = initExecutable
+    }
+
+    public struct CreateOptions: Sendable {
+        public var pidFile: String?
+        public var noPivot = false
+        /// File descriptors 3 ..< 3+preserveFDs of the caller are passed through.
+        public var preserveFDs = 0
+        /// The container's stdio: the caller's by default.
+        public var stdio: [Int32] = [0, 1, 2]
+        public init() {}
+    }
+
+    /// What `create` leaves running: the init process, waiting for `start`.
+    public struct Created: Sendable {
+        public let record: ContainerRecord
+        public let process: ChildProcess
+    }
+
+    public func create(id: String, bundle: String, options: CreateOptions = CreateOptions()) throws(LinuxContainerError) -> Created {
+        try StateStore.validate(id: id)
+        let bundle = URL(fileURLWithPath: bundle).standardizedFileURL.path
+        var spec: Spec
+        do { spec = try Spec.load(bundle: bundle) } catch {
+            throw LinuxContainerError(error.code, step: "", error.message)
+        }
+        guard spec.process != nil else {
+            throw LinuxContainerError(.invalidArgument, step: "", "\(bundle)/config.json: process: required to create a container")
+        }
+        guard let root = spec.root else {
+            throw LinuxContainerError(.invalidArgument, step: "", "\(bundle)/config.json: root: required to create a container")
+        }
+        let rootfs = root.path.hasPrefix("/") ? root.path : bundle + "/" + root.path
+        guard Files.exists(rootfs) else {
+            throw LinuxContainerError(.notFound, step: "", "\(bundle)/config.json: root.path: \(rootfs) does not exist")
+        }
+        // Relative bind sources are relative to the bundle.
+        spec.mounts = spec.mounts?.map { m in
+            var m = m
+            if let s = m.source, !s.hasPrefix("/"), MountOptions(m.options ?? []).isBind { m.source = bundle + "/" + s }
+            return m
+        }
+
+        let dir = store.directory(id)
+        do { try Files.makeDirectories(store.root, mode: 0o711) } catch {
+            throw LinuxContainerError(error.code, step: "create state root \(store.root)", error.message)
+        }
+        guard mkdir(dir, 0o700) == 0 else {
+            if errno == EEXIST { throw LinuxContainerError(.alreadyExists, step: "", "container \(id) already exists") }
+            throw LinuxContainerError(step: "create \(dir)", String(cString: strerror(errno)))
+        }
+        var succeeded = false
+        var child: ChildProcess?
+        defer {
+            if !succeeded {
+                child?.kill()
+                Files.removeTree(dir)
+            }
+        }
+        let fifo = store.fifoPath(id)
+        guard mkfifo(fifo, 0o622) == 0 else { throw LinuxContainerError(step: "mkfifo \(fifo)", String(cString: strerror(errno))) }
+
+        // Namespaces: new ones by clone flags, existing ones joined by path (user first).
+        var cloneFlags: UInt = 0
+        var joins: [(NamespaceType, FileDescriptor)] = []
+        var pidNamespace: FileDescriptor?
+        for ns in spec.linux?.namespaces ?? [] {
+            if let path = ns.path {
+                let fd: FileDescriptor
+                do { fd = try FileDescriptor.open(path, O_RDONLY) } catch {
+                    throw LinuxContainerError(.notFound, step: "join \(ns.type.rawValue) namespace \(path)", error.message)
+                }
+                if ns.type == .pid { pidNamespace = fd } else { joins.append((ns.type, fd)) }
+            } else {
+                cloneFlags |= Self.cloneFlag(ns.type)
+            }
+        }
+        joins.sort { a, _ in a.0 == .user }
+        let newUserNS = cloneFlags & CloneFlag.newUser != 0
+        let newMountNS = cloneFlags & CloneFlag.newNS != 0
+
+        let (parentSync, childSync): (SyncSocket, SyncSocket)
+        do { (parentSync, childSync) = try SyncSocket.pair() } catch {
+            throw LinuxContainerError(step: "socketpair", error.message)
+        }
+        var processOptions = ChildProcess.Options()
+        let syncFD = Int32(3 + options.preserveFDs)
+        var fds: [Int32?] = options.stdio.map { Optional($0) }
+        for i in 0..<options.preserveFDs { fds.append(Int32(3 + i)) }
+        fds.append(childSync.fd.rawValue)
+        processOptions.fds = fds
+        processOptions.environment = [InitProcess.syncFDEnvironment: "\(syncFD)", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        processOptions.newSession = false
+        // The container outlives `cocoon create`.
+        processOptions.killWithParent = false
+        processOptions.cloneFlags = cloneFlags
+        processOptions.joinNamespaces = joins.map(\.1.rawValue)
+        processOptions.pidNamespace = pidNamespace?.rawValue
+        do {
+            child = try ChildProcess.spawn(initExecutable, ["init"], options: processOptions)
+        } catch {
+            throw LinuxContainerError(error.code, step: "start container init", error.message)
+        }
+        childSync.fd.close()
+        let pid = child!.pid
+        if newUserNS {
+            try writeIDMappings(pid: pid, spec: spec)
+        }
+        try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
+                                       preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS))
+        switch try parentSync.receive(InitReport.self, until: .after(seconds: 60)) {
+        case .ready: break
+        case .failed(let error): throw error
+        case nil:
+            let how = (try? child!.wait(until: .after(seconds: 2))).flatMap { $0.map { "\($0)" } } ?? "closed its channel"
+            throw LinuxContainerError(step: "container init", "exited before it was ready (\(how))")
+        }
+        let record = ContainerRecord(id: id, bundle: bundle, rootfs: rootfs, pid: pid,
+                                     pidStartTime: ProcessInfoReader.startTime(pid: pid) ?? 0,
+                                     created: Self.timestamp(), annotations: spec.annotations, owner: "")
+        try store.save(record)
+        if let pidFile = options.pidFile {
+            do { try Files.writeString(pidFile, "\(pid)") } catch {
+                throw LinuxContainerError(step: "write --pid-file \(pidFile)", error.message)
+            }
+        }
+        succeeded = true
+        return Created(record: record, process: child!)
+    }
+
+    /// linux/sched.h values (Swift's Glibc module hides them behind _GNU_SOURCE).
+    enum CloneFlag {
+        static let newTime: UInt = 0x80
+        static let newNS: UInt = 0x0002_0000
+        static let newCgroup: UInt = 0x0200_0000
+        static let newUTS: UInt = 0x0400_0000
+        static let newIPC: UInt = 0x0800_0000
+        static let newUser: UInt = 0x1000_0000
+        static let newPID: UInt = 0x2000_0000
+        static let newNet: UInt = 0x4000_0000
+    }
+
+    static func cloneFlag(_ type: NamespaceType) -> UInt {
+        switch type {
+        case .pid: CloneFlag.newPID
+        case .network: CloneFlag.newNet
+        case .mount: CloneFlag.newNS
+        case .ipc: CloneFlag.newIPC
+        case .uts: CloneFlag.newUTS
+        case .user: CloneFlag.newUser
+        case .cgroup: CloneFlag.newCgroup
+        case .time: CloneFlag.newTime
+        }
+    }
+
+    func writeIDMappings(pid: Int32, spec: Spec) throws(LinuxContainerError) {
+        func render(_ maps: [IDMapping]?) -> String {
+            (maps ?? []).map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined()
+        }
+        do {
+            try Files.writeString("/proc/\(pid)/uid_map", render(spec.linux?.uidMappings))
+            try Files.writeString("/proc/\(pid)/gid_map", render(spec.linux?.gidMappings))
+        } catch {
+            throw LinuxContainerError(.invalidArgument, step: "write id mappings", error.message)
+        }
+    }
+
+    static func timestamp() -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date())
+    }
+
+    // MARK: - After create
+
+    /// The state as the runtime-spec defines it.
+    public func state(_ id: String) throws(LinuxContainerError) -> State {
+        let record = try store.load(id)
+        return State(id: record.id, status: status(record), pid: record.pid, bundle: record.bundle,
+                     rootfs: record.rootfs, created: record.created, owner: record.owner, annotations: record.annotations)
+    }
+
+    public func isAlive(_ record: ContainerRecord) -> Bool {
+        guard let start = ProcessInfoReader.startTime(pid: record.pid) else { return false }
+        return start == record.pidStartTime
+    }
+
+    public func status(_ record: ContainerRecord) -> State.Status {
+        guard isAlive(record) else { return .stopped }
+        return Files.exists(store.fifoPath(record.id)) ? .created : .running
+    }
+
+    /// Lets the init process exec the user's program.
+    public func start(_ id: String) throws(LinuxContainerError) {
+        let record = try store.load(id)
+        let status = status(record)
+        guard status == .created else {
+            throw LinuxContainerError(.failedPrecondition, step: "", "cannot start container \(id): it is \(status.rawValue), not created")
+        }
+        let fifo = store.fifoPath(id)
+        // Non-blocking: a dead init must not hang us; then wait for its byte with a deadline.
+        let fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw LinuxContainerError(step: "open \(fifo)", String(cString: strerror(errno))) }
+        let reader = FileDescriptor(adopting: fd)
+        let deadline = Deadline.after(seconds: 10)
+        var got = false
+        while !got && !deadline.hasPassed {
+            if let bytes = try? reader.read(upTo: 1, until: .after(seconds: 0.1)), !bytes.isEmpty { got = true; break }
+            if !isAlive(record) { break }
+        }
+        reader.close()
+        guard got else {
+            throw LinuxContainerError(.unavailable, step: "", "cannot start container \(id): its init process did not respond")
+        }
+        unlink(fifo)
+    }
+
+    public func kill(_ id: String, signal: Int32) throws(LinuxContainerError) {
+        let record = try store.load(id)
+        guard isAlive(record) else {
+            throw LinuxContainerError(.notFound, step: "", "container \(id) is not running")
+        }
+        let pidfd = cocoon_pidfd_open(record.pid)
+        guard pidfd >= 0 else { throw LinuxContainerError(.notFound, step: "", "container \(id) is not running") }
+        defer { close(pidfd) }
+        // Check again through the pidfd: the PID cannot be recycled under it now.
+        guard isAlive(record) else { throw LinuxContainerError(.notFound, step: "", "container \(id) is not running") }
+        guard cocoon_pidfd_send_signal(pidfd, signal) == 0 else {
+            throw LinuxContainerError(step: "kill \(id)", String(cString: strerror(errno)))
+        }
+    }
+
+    /// Removes a stopped container; `force` kills a running one first.
+    public func delete(_ id: String, force: Bool) throws(LinuxContainerError) {
+        let record: ContainerRecord
+        do { record = try store.load(id) } catch {
+            if force && error.code == .notFound { return }
+            throw error
+        }
+        if isAlive(record) {
+            guard force else {
+                throw LinuxContainerError(.failedPrecondition, step: "",
+                    "cannot delete container \(id): it is \(status(record).rawValue); stop it first or use --force")
+            }
+            try? kill(id, signal: SIGKILL)
+            let deadline = Deadline.after(seconds: 10)
+            while isAlive(record) && !deadline.hasPassed { sleep(seconds: 0.01) }
+            if isAlive(record) {
+                throw LinuxContainerError(.deadlineExceeded, step: "", "container \(id) did not die after SIGKILL within 10 s")
+            }
+        }
+        Files.removeTree(store.directory(id))
+    }
+}
+
+/// Signal names and numbers as `kill` takes them: KILL, SIGKILL, 9.
+public enum Signals {
+    public static let names: [String: Int32] = [
+        "HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "ILL": SIGILL, "TRAP": SIGTRAP, "ABRT": SIGABRT, "IOT": SIGABRT,
+        "BUS": SIGBUS, "FPE": SIGFPE, "KILL": SIGKILL, "USR1": SIGUSR1, "SEGV": SIGSEGV, "USR2": SIGUSR2,
+        "PIPE": SIGPIPE, "ALRM": SIGALRM, "TERM": SIGTERM, "STKFLT": SIGSTKFLT, "CHLD": SIGCHLD, "CONT": SIGCONT,
+        "STOP": SIGSTOP, "TSTP": SIGTSTP, "TTIN": SIGTTIN, "TTOU": SIGTTOU, "URG": SIGURG, "XCPU": SIGXCPU,
+        "XFSZ": SIGXFSZ, "VTALRM": SIGVTALRM, "PROF": SIGPROF, "WINCH": SIGWINCH, "IO": SIGIO, "POLL": SIGIO,
+        "PWR": SIGPWR, "SYS": SIGSYS,
+    ]
+
+    public static func parse(_ text: String) -> Int32? {
+        if let n = Int32(text) { return (1...64).contains(n) ? n : nil }
+        var name = text.uppercased()
+        if name.hasPrefix("SIG") { name.removeFirst(3) }
+        if let n = names[name] { return n }
+        if name.hasPrefix("RTMIN") {
+            let rest = name.dropFirst(5)
+            if rest.isEmpty { return 34 }
+            if rest.hasPrefix("+"), let k = Int32(rest.dropFirst()), 34 + k <= 64 { return 34 + k }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,155 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CSupport
+import OCI
+import SystemCalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The container's first process before it becomes the user's program: it runs inside the new
+/// namespaces (`cocoon init`, a fresh exec, so a single thread), prepares the root file system
+/// and the process attributes, tells the runtime it is ready, waits for `start`, and execs.
+/// Every failure is reported to the runtime with the step that failed.
+public enum InitProcess {
+    public static let syncFDEnvironment = "_COCOON_INIT_SYNC_FD"
+
+    public static func main(environment: [String: String]) -> Never {
+        guard let raw = environment[syncFDEnvironment].flatMap(Int32.init), raw >= 3 else {
+            writeToStandardError("cocoon init is internal: it is started by `cocoon create`\n")
+            exit(2)
+        }
+        let sync = SyncSocket(fd: FileDescriptor(adopting: raw))
+        do {
+            guard let config = try sync.receive(InitConfig.self, until: .after(seconds: 60)) else { exit(1) }
+            let prepared = try prepare(config)
+            try sync.send(InitReport.ready)
+            try waitForStart(prepared.fifo)
+            sync.fd.close()
+            try execute(prepared)
+        } catch {
+            try? sync.send(InitReport.failed(error))
+            writeToStandardError("cocoon init: \(error.message)\n")
+            exit(1)
+        }
+    }
+
+    struct Prepared {
+        let fifo: Int32
+        let path: String
+        let argv: [String]
+        let env: [String]
+        let process: OCI.Process
+        let noNewPrivileges: Bool
+    }
+
+    static func check(_ step: @autoclosure () -> String, _ r: Int32) throws(LinuxContainerError) {
+        if r != 0 {
+            let e = errno
+            throw LinuxContainerError(e == EPERM || e == EACCES ? .permissionDenied : .internal, step: step(), String(cString: strerror(e)))
+        }
+    }
+
+    static func prepare(_ config: InitConfig) throws(LinuxContainerError) -> Prepared {
+        let spec = config.spec
+        guard let process = spec.process else {
+            throw LinuxContainerError(.invalidArgument, step: "config", "process is missing")
+        }
+        // Opened before pivot_root, while the host path is reachable; O_PATH so it does not block.
+        let fifo = cocoon_open_path(config.execFifo)
+        guard fifo >= 0 else { throw LinuxContainerError(step: "open exec fifo", String(cString: strerror(errno))) }
+
+        if config.newUserNamespace {
+            // Become root of the new user namespace (ids were mapped by the runtime already).
+            try check("setresgid 0", cocoon_setresgid(0))
+            try check("setresuid 0", cocoon_setresuid(0))
+        }
+        if config.newMountNamespace {
+            try RootFS(config: config).setUp()
+        }
+        if let hostname = spec.hostname { try check("sethostname \(hostname)", cocoon_sethostname(hostname)) }
+        if let domain = spec.domainname { try check("setdomainname \(domain)", cocoon_setdomainname(domain)) }
+        for (key, value) in (spec.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let path = "/proc/sys/" + key.split(separator: ".").joined(separator: "/")
+            do throws(SystemError) {
+                try Files.writeString(path, value)
+            } catch {
+                throw LinuxContainerError(step: "sysctl \(key)", error.message)
+            }
+        }
+        for r in process.rlimits ?? [] {
+            try check("setrlimit \(r.type)", cocoon_setrlimit(Rlimits.names[r.type] ?? -1, r.soft, r.hard))
+        }
+        if let adj = process.oomScoreAdj {
+            do throws(SystemError) { try Files.writeString("/proc/self/oom_score_adj", "\(adj)") } catch {
+                throw LinuxContainerError(step: "oom_score_adj", error.message)
+            }
+        }
+        let env = process.env ?? []
+        let args = process.args ?? []
+        let path = try lookPath(args[0], env: env)
+        try check("chdir \(process.cwd)", chdir(process.cwd))
+        return Prepared(fifo: fifo, path: path, argv: args, env: env, process: process,
+                        noNewPrivileges: process.noNewPrivileges ?? false)
+    }
+
+    /// Finds the program as execve would be asked to, in the container's PATH.
+    static func lookPath(_ name: String, env: [String]) throws(LinuxContainerError) -> String {
+        func executable(_ p: String) -> Bool {
+            var st = stat()
+            return stat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && access(p, X_OK) == 0
+        }
+        if name.contains("/") {
+            guard executable(name) else {
+                throw LinuxContainerError(.notFound, step: "exec \(name)", "no such executable file in the container")
+            }
+            return name
+        }
+        let pathVar = env.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
+            ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in pathVar.split(separator: ":") where executable("\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        throw LinuxContainerError(.notFound, step: "exec \(name)", "executable file not found in $PATH (\(pathVar))")
+    }
+
+    /// Blocks until `cocoon start` opens the FIFO's read end, then tells it we are going.
+    static func waitForStart(_ fifo: Int32) throws(LinuxContainerError) {
+        let fd = open("/proc/self/fd/\(fifo)", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LinuxContainerError(step: "open exec fifo for writing", String(cString: strerror(errno))) }
+        var zero: UInt8 = 0x30
+        guard write(fd, &zero, 1) == 1 else { throw LinuxContainerError(step: "write exec fifo", String(cString: strerror(errno))) }
+        close(fd)
+        close(fifo)
+    }
+
+    /// Drops to the user and capabilities of the spec and execs. Runs on one thread, so the
+    /// credentials, capabilities and no_new_privs of this thread are what the program gets.
+    static func execute(_ p: Prepared) throws(LinuxContainerError) -> Never {
+        try Credentials.apply(user: p.process.user, capabilities: p.process.capabilities)
+        if p.noNewPrivileges { try check("no_new_privs", cocoon_set_no_new_privs()) }
+        if let umask = p.process.user.umask { _ = Glibc.umask(mode_t(umask)) }
+        closeDescriptors(above: 2)
+        let argv = p.argv.map { strdup($0) } + [nil]
+        let envp = p.env.map { strdup($0) } + [nil]
+        execve(p.path, argv, envp)
+        throw LinuxContainerError(step: "exec \(p.path)", String(cString: strerror(errno)))
+    }
+
+    /// Marks every descriptor above `fd` close-on-exec, so nothing of the runtime leaks in.
+    static func closeDescriptors(above fd: Int32) {
+        guard let dir = opendir("/proc/self/fd") else { return }
+        var fds: [Int32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            if let n = Int32(name), n > fd { fds.append(n) }
+        }
+        closedir(dir)
+        for n in fds { _ = cocoon_set_cloexec(n) }
+    }
+}

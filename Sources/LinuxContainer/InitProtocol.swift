@@ -1,0 +1,81 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CSupport
+import OCI
+import SystemCalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the runtime sends the init stage once the namespaces exist (and id maps are written).
+public struct InitConfig: Codable, Sendable {
+    public var containerID: String
+    public var spec: Spec
+    /// The rootfs as the host sees it (absolute).
+    public var rootfs: String
+    public var noPivot: Bool
+    /// The exec FIFO, opened by init before it pivots; `start` opens the other end.
+    public var execFifo: String
+    /// How many descriptors after stdio the caller asked to pass through (runc's --preserve-fds).
+    public var preservedFDs: Int
+    /// Whether init was given a new mount namespace (a joined one is set up already).
+    public var newMountNamespace: Bool
+    public var newUserNamespace: Bool
+}
+
+/// Messages from init to the runtime.
+public enum InitReport: Codable, Sendable {
+    /// The rootfs is ready and the program found: init now waits on the exec FIFO.
+    case ready
+    case failed(LinuxContainerError)
+}
+
+/// A SOCK_SEQPACKET socket: one message per send, so JSON needs no framing.
+public struct SyncSocket: Sendable {
+    public let fd: FileDescriptor
+    public static let maxMessageBytes = 4 << 20
+
+    public init(fd: FileDescriptor) { self.fd = fd }
+
+    public static func pair() throws(SystemError) -> (SyncSocket, SyncSocket) {
+        var fds: [Int32] = [0, 0]
+        try SystemError.check("socketpair") { socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &fds) }
+        _ = cocoon_set_cloexec(fds[0])
+        _ = cocoon_set_cloexec(fds[1])
+        return (SyncSocket(fd: FileDescriptor(adopting: fds[0])), SyncSocket(fd: FileDescriptor(adopting: fds[1])))
+    }
+
+    public func send<T: Encodable>(_ value: T) throws(LinuxContainerError) {
+        guard let data = try? JSONEncoder().encode(value) else {
+            throw LinuxContainerError(step: "sync", "cannot encode \(T.self)")
+        }
+        guard data.count <= Self.maxMessageBytes else {
+            throw LinuxContainerError(.resourceExhausted, step: "sync", "message of \(data.count) bytes is too large")
+        }
+        let n = data.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if n != data.count { throw LinuxContainerError(.unavailable, step: "sync", "send: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Receives one message; nil when the peer closed its end.
+    public func receive<T: Decodable>(_ type: T.Type, until deadline: Deadline) throws(LinuxContainerError) -> T? {
+        do {
+            guard try fd.waitReadable(until: deadline) else {
+                throw LinuxContainerError(.deadlineExceeded, step: "sync", "no message before the deadline")
+            }
+        } catch let error as SystemError {
+            throw LinuxContainerError(step: "sync", error.message)
+        } catch let error as LinuxContainerError { throw error } catch { throw LinuxContainerError(step: "sync", "\(error)") }
+        var buffer = [UInt8](repeating: 0, count: Self.maxMessageBytes)
+        let n = buffer.withUnsafeMutableBytes { recv(fd.rawValue, $0.baseAddress, $0.count, 0) }
+        if n == 0 { return nil }
+        guard n > 0 else { throw LinuxContainerError(.unavailable, step: "sync", "recv: \(String(cString: strerror(errno)))") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer[0..<n]))
+        } catch {
+            throw LinuxContainerError(.invalidArgument, step: "sync", "malformed \(T.self) message")
+        }
+    }
+}
