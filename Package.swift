@@ -76,5 +76,6 @@ let package = Package(
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon"]),
+        .testTarget(name: "ContainerTests", dependencies: ["cocoon"]),
     ]
 )

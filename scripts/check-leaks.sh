@@ -10,6 +10,11 @@ for root in "$@"; do
     echo "$left" | sed 's/^/  /' >&2
     status=1
   fi
+  containers=$(ls "$root"/*/state.json 2>/dev/null | xargs -r -n1 dirname | xargs -r -n1 basename | tr '\n' ' ')
+  if [ -n "$containers" ]; then
+    echo "check-leaks: container state left in $root: $containers" >&2
+    status=1
+  fi
   if [ -d "$root/sandboxes" ] && [ -n "$(ls -A "$root/sandboxes")" ]; then
     echo "check-leaks: sandbox state left in $root/sandboxes: $(ls "$root/sandboxes" | tr '\n' ' ')" >&2
     status=1

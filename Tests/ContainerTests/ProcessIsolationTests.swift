@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+/// The runc command line with process isolation, on busybox bundles made offline.
+@Suite(.serialized, .enabled(if: BundleFixture.skipReason == nil, Comment(rawValue: BundleFixture.skipReason ?? "")))
+struct ProcessIsolationTests {
+    @Test func runPrintsAndReturnsTheExitStatus() throws {
+        let b = try BundleFixture(args: ["sh", "-c", "echo out; echo err >&2; echo pid $$; hostname; exit 3"])
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, "run-exit"])
+        #expect(status == 3)
+        #expect(out == "out\npid 1\ncocoon\n", "the container is PID 1 of its own namespace with the spec's hostname")
+        #expect(err == "err\n")
+        #expect(!BundleFixture.leftovers().contains("run-exit"), "run removes the container after it exits")
+    }
+
+    @Test func stdinReachesTheContainer() throws {
+        let b = try BundleFixture(args: ["sh", "-c", "read line; echo got:$line"])
+        defer { b.remove() }
+        let (status, out, _) = try b.cocoon(["run", "-b", b.directory, "run-stdin"], stdin: "hello\n")
+        #expect(status == 0)
+        #expect(out == "got:hello\n")
+    }
+
+    @Test func exitStatusOfAChildKilledBySignalPassesThrough() throws {
+        // PID 1 of a namespace ignores signals it has no handler for, so the shell's child is killed.
+        let b = try BundleFixture(args: ["sh", "-c", "sh -c 'kill -9 $$'; exit $?"])
+        defer { b.remove() }
+        #expect(try b.cocoon(["run", "-b", b.directory, "run-signal"]).0 == 137)
+    }
+
+    @Test func runExitsWith128PlusSignalWhenTheContainerIsKilled() throws {
+        let b = try BundleFixture(args: ["sleep", "60"])
+        defer { b.remove() }
+        let id = "run-killed"
+        let result = LockedResult()
+        let thread = Thread {
+            let r = try? b.cocoon(["run", "-b", b.directory, id], timeout: 60)
+            result.set(r?.0)
+        }
+        thread.start()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !(try b.cocoon(["state", id]).1.contains("\"running\"")) { usleep(20000) }
+        #expect(try b.cocoon(["kill", id, "KILL"]).0 == 0)
+        while Date() < deadline, result.get() == nil { usleep(20000) }
+        #expect(result.get() == 137)
+        #expect(!BundleFixture.leftovers().contains(id))
+    }
+
+    @Test func isolationIsReal() throws {
+        // Own root (the host's /etc/debian_version is not visible), capabilities cut to the spec's three,
+        // masked paths empty, and the read-only root refuses writes.
+        let b = try BundleFixture(args: ["sh", "-c", """
+            test -e /etc/debian_version && echo host-visible
+            grep CapEff /proc/self/status
+            wc -c < /etc/passwd
+            ls /home | wc -l
+            touch /rootfs-write 2>/dev/null && echo writable || echo read-only
+            """]) { config in
+            var linux = config["linux"] as! [String: Any]
+            linux["maskedPaths"] = ["/etc/passwd", "/home", "/does/not/exist"]
+            config["linux"] = linux
+        }
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, "run-isolation"])
+        #expect(status == 0, "\(err)")
+        #expect(!out.contains("host-visible"))
+        #expect(out.contains("CapEff:\t0000000020000420"))
+        #expect(out.contains("\n0\n0\n"), "a masked file reads as empty and a masked directory lists nothing")
+        #expect(out.contains("read-only"))
+    }
+
+    @Test func userSwitch() throws {
+        let b = try BundleFixture(args: ["id"]) { config in
+            var process = config["process"] as! [String: Any]
+            process["user"] = ["uid": 1000, "gid": 1000, "additionalGids": [65534]]
+            config["process"] = process
+        }
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, "run-user"])
+        #expect(status == 0, "\(err)")
+        #expect(out.hasPrefix("uid=1000(user) gid=1000(user) groups=65534(nogroup)"), "\(out)")
+    }
+
+    @Test func lifecycle() throws {
+        // PID 1 of a namespace only gets the signals it handles: trap TERM.
+        let b = try BundleFixture(args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])
+        defer { b.remove() }
+        let id = "life-cycle"
+        let pidFile = b.directory + "/pid"
+        var r = try b.cocoon(["create", "-b", b.directory, "--pid-file", pidFile, id])
+        #expect(r.0 == 0, "\(r.2)")
+        let pid = try String(contentsOfFile: pidFile, encoding: .utf8)
+        r = try b.cocoon(["state", id])
+        #expect(r.0 == 0)
+        let created = try JSONSerialization.jsonObject(with: Data(r.1.utf8)) as! [String: Any]
+        #expect(created["status"] as? String == "created")
+        #expect("\(created["pid"] ?? "")" == pid)
+        #expect(created["bundle"] as? String == URL(fileURLWithPath: b.directory).standardizedFileURL.path)
+        #expect(created["ociVersion"] as? String == "1.2.0")
+        #expect(try b.cocoon(["start", id]).0 == 0)
+        #expect(try b.cocoon(["state", id]).1.contains("\"running\""))
+        // Lifecycle errors as the runtime-spec requires.
+        r = try b.cocoon(["start", id])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("not created"))
+        r = try b.cocoon(["delete", id])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("--force"))
+        #expect(try b.cocoon(["list", "--quiet"]).1.contains(id))
+        #expect(try b.cocoon(["kill", id, "TERM"]).0 == 0)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, try b.cocoon(["state", id]).1.contains("\"running\"") { usleep(20000) }
+        #expect(try b.cocoon(["state", id]).1.contains("\"stopped\""))
+        r = try b.cocoon(["kill", id, "KILL"])
+        #expect(r.0 == 1, "a stopped container cannot be signalled")
+        #expect(try b.cocoon(["delete", id]).0 == 0)
+        r = try b.cocoon(["state", id])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("does not exist"))
+        #expect(!BundleFixture.leftovers().contains(id))
+    }
+
+    @Test func forceDeleteKillsARunningContainer() throws {
+        let b = try BundleFixture(args: ["sleep", "60"])
+        defer { b.remove() }
+        #expect(try b.cocoon(["run", "-d", "-b", b.directory, "force-delete"]).0 == 0)
+        let state = try b.cocoon(["state", "force-delete"]).1
+        let pid = try #require((try JSONSerialization.jsonObject(with: Data(state.utf8)) as? [String: Any])?["pid"] as? Int)
+        #expect(try b.cocoon(["delete", "--force", "force-delete"]).0 == 0)
+        #expect(!BundleFixture.isRunning(pid: Int32(pid)), "the container process is gone")
+        #expect(!BundleFixture.leftovers().contains("force-delete"))
+        #expect(try b.cocoon(["delete", "--force", "force-delete"]).0 == 0, "delete --force of a missing container succeeds")
+    }
+
+    @Test func badInputIsAClearError() throws {
+        let b = try BundleFixture(args: ["no-such-program"])
+        defer { b.remove() }
+        var r = try b.cocoon(["create", "-b", b.directory, "bad-exec"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("executable file not found"))
+        #expect(!BundleFixture.leftovers().contains("bad-exec"), "a failed create leaves nothing")
+
+        let bad = try BundleFixture(args: ["true"]) { config in
+            var process = config["process"] as! [String: Any]
+            process["cwd"] = "relative"
+            config["process"] = process
+        }
+        defer { bad.remove() }
+        let log = bad.directory + "/log.json"
+        r = try bad.cocoon(["--log", log, "--log-format", "json", "create", "-b", bad.directory, "bad-spec"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("config.json: process.cwd: must be an absolute path"))
+        let line = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").last.map(String.init) ?? ""
+        let entry = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        #expect(entry?["level"] as? String == "error")
+        #expect((entry?["msg"] as? String)?.contains("process.cwd") == true)
+
+        r = try b.cocoon(["create", "-b", b.directory, "../escape"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("invalid"))
+        r = try b.cocoon(["kill", "whatever", "SIGNOPE"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("invalid signal"))
+        r = try BundleFixture.run(["create", "-b", b.directory, "vm-mode"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("--isolation process"))
+    }
+}
+
+final class LockedResult: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int32?
+    func set(_ v: Int32?) { lock.withLock { value = v } }
+    func get() -> Int32? { lock.withLock { value } }
+}
