@@ -36,9 +36,11 @@ let package = Package(
         ]),
         // OCI runtime-spec types (config.json, state) with validation naming the JSON path of a bad field.
         .target(name: "OCI", dependencies: ["StatusCodes", "SystemCalls"]),
+        // cgroup v2 (guest, modern hosts) and v1 (legacy and hybrid hosts): limits, freeze, stats.
+        .target(name: "Cgroups", dependencies: ["OCI", "SystemCalls", "StatusCodes"]),
         // Containers from OCI bundles: namespaces, rootfs, mounts, credentials, the init handshake.
         // Shared by `cocoon` on bare metal and by the agent in the guest.
-        .target(name: "LinuxContainer", dependencies: ["OCI", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),
+        .target(name: "LinuxContainer", dependencies: ["OCI", "Cgroups", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),
         // The host <-> agent protocol (messages, framing, client).
         .target(name: "AgentAPI", dependencies: ["SystemCalls", "StatusCodes"]),
         // The agent's logic: PID 1 duties, channel discovery, request handling.
@@ -52,7 +54,7 @@ let package = Package(
         // `cocoon check`: host requirements with fix hints.
         .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
         .executableTarget(name: "cocoon", dependencies: [
-            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "CSupport", "Processes", "SystemCalls",
+            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "Cgroups", "CSupport", "Processes", "SystemCalls",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -66,6 +68,7 @@ let package = Package(
         ]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
+        .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [

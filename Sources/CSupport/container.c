@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -64,3 +65,5 @@ int cocoon_mknod(const char *path, unsigned int mode, unsigned int major, unsign
 int cocoon_set_ctty(int fd) { return ioctl(fd, TIOCSCTTY, 0); }
 
 int cocoon_open_path(const char *path) { return open(path, O_PATH | O_CLOEXEC); }
+
+int cocoon_unshare(int flags) { return unshare(flags); }

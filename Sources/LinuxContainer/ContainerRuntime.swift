@@ -1,3 +1,4 @@
+import Cgroups
 import CSupport
 import Foundation
 import OCI
@@ -64,11 +65,17 @@ public struct ContainerRuntime: Sendable {
             if errno == EEXIST { throw LinuxContainerError(.alreadyExists, step: "", "container \(id) already exists") }
             throw LinuxContainerError(step: "create \(dir)", String(cString: strerror(errno)))
         }
+        let cgroup: CgroupManager
+        do { cgroup = try CgroupManager(cgroupsPath: spec.linux?.cgroupsPath, containerID: id) } catch {
+            Files.removeTree(dir)
+            throw LinuxContainerError(error.code, step: "", error.message)
+        }
         var succeeded = false
         var child: ChildProcess?
         defer {
             if !succeeded {
                 child?.kill()
+                try? cgroup.destroy()
                 Files.removeTree(dir)
             }
         }
@@ -91,6 +98,9 @@ public struct ContainerRuntime: Sendable {
             }
         }
         joins.sort { a, _ in a.0 == .user }
+        // The cgroup namespace is unshared by init after it joined its cgroup (see InitConfig).
+        let newCgroupNS = cloneFlags & CloneFlag.newCgroup != 0
+        cloneFlags &= ~CloneFlag.newCgroup
         let newUserNS = cloneFlags & CloneFlag.newUser != 0
         let newMountNS = cloneFlags & CloneFlag.newNS != 0
 
@@ -121,8 +131,17 @@ public struct ContainerRuntime: Sendable {
         if newUserNS {
             try writeIDMappings(pid: pid, spec: spec)
         }
+        // Limits are in place before init runs anything of the container's.
+        do throws(CgroupError) {
+            try cgroup.create()
+            if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+            try cgroup.join(pid: pid)
+        } catch {
+            throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+        }
         try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
-                                       preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS))
+                                       preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
+                                       newCgroupNamespace: newCgroupNS))
         switch try parentSync.receive(InitReport.self, until: .after(seconds: 60)) {
         case .ready: break
         case .failed(let error): throw error
@@ -132,7 +151,8 @@ public struct ContainerRuntime: Sendable {
         }
         let record = ContainerRecord(id: id, bundle: bundle, rootfs: rootfs, pid: pid,
                                      pidStartTime: ProcessInfoReader.startTime(pid: pid) ?? 0,
-                                     created: Self.timestamp(), annotations: spec.annotations, owner: "")
+                                     created: Self.timestamp(), annotations: spec.annotations, owner: "",
+                                     cgroupPath: cgroup.path)
         try store.save(record)
         if let pidFile = options.pidFile {
             do { try Files.writeString(pidFile, "\(pid)") } catch {
@@ -202,7 +222,54 @@ public struct ContainerRuntime: Sendable {
 
     public func status(_ record: ContainerRecord) -> State.Status {
         guard isAlive(record) else { return .stopped }
-        return Files.exists(store.fifoPath(record.id)) ? .created : .running
+        if Files.exists(store.fifoPath(record.id)) { return .created }
+        return (try? cgroup(record))?.isFrozen == true ? .paused : .running
+    }
+
+    func cgroup(_ record: ContainerRecord) throws(LinuxContainerError) -> CgroupManager {
+        do { return try CgroupManager(cgroupsPath: record.cgroupPath, containerID: record.id) } catch {
+            throw LinuxContainerError(error.code, step: "cgroup", error.message)
+        }
+    }
+
+    /// Every process of the container (its cgroup's members).
+    public func processes(_ id: String) throws(LinuxContainerError) -> [Int32] {
+        let record = try store.load(id)
+        guard isAlive(record) else { return [] }
+        return try cgroup(record).processes()
+    }
+
+    public func pause(_ id: String) throws(LinuxContainerError) {
+        let record = try store.load(id)
+        let s = status(record)
+        guard s == .running || s == .created else {
+            throw LinuxContainerError(.failedPrecondition, step: "", "cannot pause container \(id): it is \(s.rawValue)")
+        }
+        let cg = try cgroup(record)
+        do throws(CgroupError) { try cg.freeze(true) } catch { throw LinuxContainerError(error.code, step: "pause \(id)", error.message) }
+    }
+
+    public func resume(_ id: String) throws(LinuxContainerError) {
+        let record = try store.load(id)
+        guard status(record) == .paused else {
+            throw LinuxContainerError(.failedPrecondition, step: "", "cannot resume container \(id): it is not paused")
+        }
+        let cg = try cgroup(record)
+        do throws(CgroupError) { try cg.freeze(false) } catch { throw LinuxContainerError(error.code, step: "resume \(id)", error.message) }
+    }
+
+    /// Changes the limits of a live container (runc update).
+    public func update(_ id: String, resources: Resources) throws(LinuxContainerError) {
+        let record = try store.load(id)
+        guard isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) is not running") }
+        let cg = try cgroup(record)
+        do throws(CgroupError) { try cg.apply(resources) } catch { throw LinuxContainerError(error.code, step: "update \(id)", error.message) }
+    }
+
+    public func stats(_ id: String) throws(LinuxContainerError) -> CgroupStats {
+        let record = try store.load(id)
+        guard isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) is not running") }
+        return try cgroup(record).stats()
     }
 
     /// Lets the init process exec the user's program.
@@ -230,8 +297,18 @@ public struct ContainerRuntime: Sendable {
         unlink(fifo)
     }
 
-    public func kill(_ id: String, signal: Int32) throws(LinuxContainerError) {
+    public func kill(_ id: String, signal: Int32, all: Bool = false) throws(LinuxContainerError) {
         let record = try store.load(id)
+        if all {
+            let cg = try cgroup(record)
+            guard isAlive(record) || !cg.processes().isEmpty else {
+                throw LinuxContainerError(.notFound, step: "", "container \(id) is not running")
+            }
+            // Frozen tasks cannot act on signals; SIGKILL still lands once thawed.
+            for pid in cg.processes() { Glibc.kill(pid, signal) }
+            if cg.isFrozen { try? cg.freeze(false) }
+            return
+        }
         guard isAlive(record) else {
             throw LinuxContainerError(.notFound, step: "", "container \(id) is not running")
         }
@@ -257,13 +334,22 @@ public struct ContainerRuntime: Sendable {
                 throw LinuxContainerError(.failedPrecondition, step: "",
                     "cannot delete container \(id): it is \(status(record).rawValue); stop it first or use --force")
             }
-            try? kill(id, signal: SIGKILL)
+            try? kill(id, signal: SIGKILL, all: true)
             let deadline = Deadline.after(seconds: 10)
             while isAlive(record) && !deadline.hasPassed { sleep(seconds: 0.01) }
             if isAlive(record) {
                 throw LinuxContainerError(.deadlineExceeded, step: "", "container \(id) did not die after SIGKILL within 10 s")
             }
         }
+        // Anything left in the cgroup (a pid namespace dies with its init; a shared one does not).
+        let cg = try cgroup(record)
+        let stragglers = Deadline.after(seconds: 10)
+        while !cg.processes().isEmpty && !stragglers.hasPassed {
+            for pid in cg.processes() { Glibc.kill(pid, SIGKILL) }
+            if cg.isFrozen { try? cg.freeze(false) }
+            sleep(seconds: 0.01)
+        }
+        do throws(CgroupError) { try cg.destroy() } catch { throw LinuxContainerError(error.code, step: "delete \(id)", error.message) }
         Files.removeTree(store.directory(id))
     }
 }

@@ -14,6 +14,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     public var created: String
     public var annotations: [String: String]?
     public var owner: String
+    /// The cgroup path from the hierarchy root.
+    public var cgroupPath: String?
 }
 
 /// The state directory: one folder per container, mode 0700.

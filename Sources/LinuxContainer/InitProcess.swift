@@ -62,6 +62,9 @@ public enum InitProcess {
         let fifo = cocoon_open_path(config.execFifo)
         guard fifo >= 0 else { throw LinuxContainerError(step: "open exec fifo", String(cString: strerror(errno))) }
 
+        if config.newCgroupNamespace {
+            try check("unshare cgroup namespace", cocoon_unshare(0x0200_0000))
+        }
         if config.newUserNamespace {
             // Become root of the new user namespace (ids were mapped by the runtime already).
             try check("setresgid 0", cocoon_setresgid(0))

@@ -24,6 +24,8 @@ public struct InitConfig: Codable, Sendable {
     /// Whether init was given a new mount namespace (a joined one is set up already).
     public var newMountNamespace: Bool
     public var newUserNamespace: Bool
+    /// Unshared by init once it is in its cgroup, so that cgroup becomes the namespace's root.
+    public var newCgroupNamespace: Bool
 }
 
 /// Messages from init to the runtime.

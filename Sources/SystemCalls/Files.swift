@@ -94,3 +94,19 @@ public func writeToStandardError(_ text: String) {
         offset += n
     }
 }
+
+extension Files {
+    /// Names of the directories directly inside `path` (not following symlinks).
+    public static func subdirectories(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." && entry.pointee.d_type == UInt8(DT_DIR) { names.append(name) }
+        }
+        return names
+    }
+}

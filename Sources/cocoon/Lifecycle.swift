@@ -106,7 +106,7 @@ struct Kill: ParsableCommand {
             guard let sig = Signals.parse(signal) else {
                 throw CLIError("invalid signal '\(signal)': use a name such as TERM or SIGKILL, or a number from 1 to 64")
             }
-            try containerRuntime(config).kill(id, signal: sig)
+            try containerRuntime(config).kill(id, signal: sig, all: all)
         }
     }
 }

@@ -174,3 +174,93 @@ final class LockedResult: @unchecked Sendable {
     func set(_ v: Int32?) { lock.withLock { value = v } }
     func get() -> Int32? { lock.withLock { value } }
 }
+
+/// cgroup limits and the commands built on the container's cgroup, on this host's hierarchy.
+@Suite(.serialized, .enabled(if: BundleFixture.skipReason == nil, Comment(rawValue: BundleFixture.skipReason ?? "")))
+struct CgroupIntegrationTests {
+    func withResources(_ resources: [String: Any], devices: [[String: Any]]? = nil) -> (inout [String: Any]) -> Void {
+        { config in
+            var linux = config["linux"] as! [String: Any]
+            linux["resources"] = resources
+            if let devices { linux["devices"] = devices }
+            config["linux"] = linux
+        }
+    }
+
+    @Test func memoryLimitKillsAnAllocationPastIt() throws {
+        // dd allocates (and fills) one 64 MiB buffer; the limit is 32 MiB.
+        let b = try BundleFixture(args: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                                  edit: withResources(["memory": ["limit": 32 << 20]]))
+        defer { b.remove() }
+        #expect(try b.cocoon(["run", "-b", b.directory, "cg-memory"]).0 == 137)
+        let small = try BundleFixture(args: ["dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1"],
+                                      edit: withResources(["memory": ["limit": 32 << 20]]))
+        defer { small.remove() }
+        #expect(try small.cocoon(["run", "-b", small.directory, "cg-memory-ok"]).0 == 0)
+    }
+
+    @Test func pidsLimit() throws {
+        let b = try BundleFixture(args: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>&1; wait"],
+                                  edit: withResources(["pids": ["limit": 4]]))
+        defer { b.remove() }
+        let (_, out, err) = try b.cocoon(["run", "-b", b.directory, "cg-pids"])
+        #expect((out + err).contains("Resource temporarily unavailable") || (out + err).contains("can't fork"), "\(out)\(err)")
+    }
+
+    @Test func deviceRulesDenyWhatTheSpecDoesNotAllow() throws {
+        // /dev/kmsg exists in the container but the device cgroup denies it; /dev/null stays allowed.
+        let b = try BundleFixture(args: ["sh", "-c", "echo x > /dev/null && echo null-ok; head -c1 /dev/kmsg || echo kmsg-denied"],
+                                  edit: withResources(["devices": [["allow": false, "access": "rwm"]]],
+                                                      devices: [["type": "c", "path": "/dev/kmsg", "major": 1, "minor": 11]]))
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, "cg-devices"])
+        #expect(status == 0, "\(err)")
+        #expect(out.contains("null-ok"))
+        #expect(out.contains("kmsg-denied"))
+        #expect(err.contains("Operation not permitted"))
+    }
+
+    @Test func pauseResumePsUpdateAndStats() throws {
+        let b = try BundleFixture(args: ["sh", "-c", "sleep 60 & sleep 60 & wait"])
+        defer { b.remove() }
+        let id = "cg-manage"
+        #expect(try b.cocoon(["run", "-d", "-b", b.directory, id]).0 == 0)
+        defer { _ = try? b.cocoon(["delete", "--force", id]) }
+        // ps: the shell and its two sleeps.
+        let deadline = Date().addingTimeInterval(10)
+        var pids: [Int] = []
+        while Date() < deadline {
+            pids = (try JSONSerialization.jsonObject(with: Data(try b.cocoon(["ps", "--format", "json", id]).1.utf8)) as? [Int]) ?? []
+            if pids.count == 3 { break }
+            usleep(20000)
+        }
+        #expect(pids.count == 3)
+        #expect(try b.cocoon(["pause", id]).0 == 0)
+        #expect(try b.cocoon(["state", id]).1.contains("\"paused\""))
+        let freezer = try String(contentsOfFile: "/sys/fs/cgroup/freezer/cocoon/\(id)/freezer.state", encoding: .utf8)
+        #expect(freezer.hasPrefix("FROZEN"))
+        #expect(try b.cocoon(["pause", id]).0 == 1, "pausing twice is refused")
+        #expect(try b.cocoon(["resume", id]).0 == 0)
+        #expect(try b.cocoon(["state", id]).1.contains("\"running\""))
+        #expect(try b.cocoon(["resume", id]).0 == 1)
+        // update, then stats report the new limit.
+        var r = try b.cocoon(["update", "--memory", "\(48 << 20)", "--pids-limit", "50", id])
+        #expect(r.0 == 0, "\(r.2)")
+        r = try b.cocoon(["events", "--stats", id])
+        let event = try JSONSerialization.jsonObject(with: Data(r.1.utf8)) as? [String: Any]
+        let data = event?["data"] as? [String: Any]
+        #expect(event?["type"] as? String == "stats")
+        #expect(((data?["memory"] as? [String: Any])?["usage"] as? [String: Any])?["limit"] as? Int == 48 << 20)
+        #expect((data?["pids"] as? [String: Any])?["limit"] as? Int == 50)
+        #expect((data?["pids"] as? [String: Any])?["current"] as? Int == 3)
+        r = try b.cocoon(["update", "--memory", "0", id])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("linux.resources.memory.limit"))
+        // kill --all reaches every process, then delete removes the cgroup.
+        #expect(try b.cocoon(["kill", "--all", id, "KILL"]).0 == 0)
+        while Date() < deadline, try b.cocoon(["state", id]).1.contains("\"running\"") { usleep(20000) }
+        #expect(try b.cocoon(["delete", id]).0 == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/cocoon/\(id)"))
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/cocoon/\(id)"))
+    }
+}

@@ -61,6 +61,7 @@ int cocoon_setrlimit(int resource, uint64_t soft, uint64_t hard);
 int cocoon_mknod(const char *path, unsigned int mode, unsigned int major, unsigned int minor);
 int cocoon_set_ctty(int fd);
 int cocoon_open_path(const char *path);
+int cocoon_unshare(int flags);
 
 /// AF_VSOCK helpers (struct sockaddr_vm is awkward from Swift).
 int cocoon_vsock_connect(unsigned int cid, unsigned int port);
