@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "cocoon", targets: ["cocoon"]),
         .executable(name: "cocoon-agent", targets: ["cocoon-agent"]),
+        .executable(name: "cocoon-init", targets: ["cocoon-init"]),
         .executable(name: "cocoon-bench", targets: ["cocoon-bench"]),
     ],
     dependencies: [
@@ -58,6 +59,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .executableTarget(name: "cocoon-init", dependencies: ["LinuxContainer"]),
         .executableTarget(name: "cocoon-agent", dependencies: [
             "GuestAgent", .product(name: "Logging", package: "swift-log"),
         ]),
@@ -79,6 +81,6 @@ let package = Package(
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon"]),
-        .testTarget(name: "ContainerTests", dependencies: ["cocoon"]),
+        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init"]),
     ]
 )

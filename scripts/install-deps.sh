@@ -10,8 +10,8 @@ packages=(
   qemu-system-x86 qemu-system-common
   # host tools the tests and benchmarks use
   procps iproute2 util-linux
-  # container test fixtures
-  busybox-static
+  # container test fixtures, and the runtimes the benchmarks compare with
+  busybox-static runc crun
 )
 
 missing=()

@@ -1,6 +1,13 @@
 import Cgroups
 import CSupport
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import OCI
 import Processes
 import StatusCodes
@@ -9,10 +16,10 @@ import SystemCalls
 /// The runc-style lifecycle for containers on this host (process isolation).
 public struct ContainerRuntime: Sendable {
     public let store: StateStore
-    /// The executable that provides `init` (cocoon itself).
+    /// The init stage (cocoon-init): started in the new namespaces, it execs the user's program.
     public let initExecutable: String
 
-    public init(root: String, initExecutable: String = "/proc/self/exe") {
+    public init(root: String, initExecutable: String) {
         self.store = StateStore(root: root)
         self.initExecutable = initExecutable
     }
@@ -35,7 +42,7 @@ public struct ContainerRuntime: Sendable {
 
     public func create(id: String, bundle: String, options: CreateOptions = CreateOptions()) throws(LinuxContainerError) -> Created {
         try StateStore.validate(id: id)
-        let bundle = URL(fileURLWithPath: bundle).standardizedFileURL.path
+        let bundle = Self.absolutePath(bundle)
         var spec: Spec
         do { spec = try Spec.load(bundle: bundle) } catch {
             throw LinuxContainerError(error.code, step: "", error.message)
@@ -122,7 +129,7 @@ public struct ContainerRuntime: Sendable {
         processOptions.joinNamespaces = joins.map(\.1.rawValue)
         processOptions.pidNamespace = pidNamespace?.rawValue
         do {
-            child = try ChildProcess.spawn(initExecutable, ["init"], options: processOptions)
+            child = try ChildProcess.spawn(initExecutable, [], options: processOptions)
         } catch {
             throw LinuxContainerError(error.code, step: "start container init", error.message)
         }
@@ -175,6 +182,22 @@ public struct ContainerRuntime: Sendable {
         static let newNet: UInt = 0x4000_0000
     }
 
+    /// An absolute, normalised path (relative ones against the working directory).
+    public static func absolutePath(_ path: String) -> String {
+        var base = path
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            base = (getcwd(&buffer, buffer.count).map { String(cString: $0) } ?? "") + "/" + path
+        }
+        var parts: [Substring] = []
+        for part in base.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
     static func cloneFlag(_ type: NamespaceType) -> UInt {
         switch type {
         case .pid: CloneFlag.newPID
@@ -201,9 +224,7 @@ public struct ContainerRuntime: Sendable {
     }
 
     static func timestamp() -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: Date())
+        Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     // MARK: - After create

@@ -19,7 +19,7 @@ public enum InitProcess {
 
     public static func main(environment: [String: String]) -> Never {
         guard let raw = environment[syncFDEnvironment].flatMap(Int32.init), raw >= 3 else {
-            writeToStandardError("cocoon init is internal: it is started by `cocoon create`\n")
+            writeToStandardError("cocoon-init is internal: it is started by `cocoon create`\n")
             exit(2)
         }
         let sync = SyncSocket(fd: FileDescriptor(adopting: raw))

@@ -11,7 +11,7 @@ struct CocoonBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cocoon-bench",
         abstract: "cocoon's benchmarks. Each prints its figures next to a baseline measured in the same run.",
-        subcommands: [BootBench.self])
+        subcommands: [BootBench.self, BareBench.self])
 }
 
 func median(_ xs: [Double]) -> Double {

@@ -85,7 +85,7 @@ struct Cocoon: ParsableCommand {
         subcommands: [
             Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, List.self, Ps.self,
             Pause.self, Resume.self, Update.self, Events.self, Spec.self,
-            Check.self, Debug.self, Init.self,
+            Check.self, Debug.self,
         ])
 
     // Declared here too so that they parse before the subcommand name (`cocoon --root R create ...`).

@@ -14,7 +14,19 @@ func containerRuntime(_ config: Configuration) throws -> ContainerRuntime {
         throw CLIError("VM isolation is not available through the runc command line yet: use --isolation process "
             + "(or runtime.isolation = \"process\" in \(config.source ?? Configuration.defaultPath)) to run on this host")
     }
-    return ContainerRuntime(root: config.runtime.root)
+    return ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary())
+}
+
+/// cocoon-init, next to this executable (a build tree) or in ../libexec/cocoon (an installation).
+func initBinary() throws -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+    let candidates = [dir.appendingPathComponent("cocoon-init").path,
+                      dir.deletingLastPathComponent().appendingPathComponent("libexec/cocoon/cocoon-init").path]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw CLIError("cocoon-init not found at \(candidates.joined(separator: " or ")): build it with `make` or install with `make install`")
+    }
+    return found
 }
 
 /// The create options shared by create and run.
@@ -190,14 +202,5 @@ struct List: ParsableCommand {
                 }
             }
         }
-    }
-}
-
-struct Init: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Internal: the container's first process, started by create.", shouldDisplay: false)
-
-    func run() throws {
-        InitProcess.main(environment: ProcessInfo.processInfo.environment)
     }
 }
