@@ -12,6 +12,8 @@ packages=(
   procps iproute2 util-linux
   # container test fixtures, and the runtimes the benchmarks compare with
   busybox-static runc crun
+  # real clients in the tests: containerd and ctr, and umoci to build the offline busybox image
+  containerd umoci
 )
 
 missing=()
