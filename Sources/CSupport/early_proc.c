@@ -12,6 +12,9 @@
 static int early_proc_mounted = 0;
 
 __attribute__((constructor(101))) static void cocoon_early_init(void) {
+    // A peer that closes a pipe or socket early (a hook that ignores its stdin, a client that goes
+    // away) must be an EPIPE error, not the end of the runtime. Children get SIG_DFL back at spawn.
+    signal(SIGPIPE, SIG_IGN);
     if (getpid() != 1) return;
     mkdir("/proc", 0555);
     if (access("/proc/self/exe", F_OK) != 0) {

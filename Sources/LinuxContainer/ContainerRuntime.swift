@@ -148,9 +148,25 @@ public struct ContainerRuntime: Sendable {
         }
         try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
                                        preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
-                                       newCgroupNamespace: newCgroupNS))
-        switch try parentSync.receive(InitReport.self, until: .after(seconds: 60)) {
+                                       newCgroupNamespace: newCgroupNS, bundle: bundle))
+        var report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))
+        if case .runtimeHooks = report {
+            // prestart (deprecated) and createRuntime: in the runtime's namespaces, before pivot_root.
+            let state = State(id: id, status: .creating, pid: pid, bundle: bundle, rootfs: rootfs, created: "",
+                              annotations: spec.annotations)
+            do {
+                try HookRunner.run(spec.hooks?.prestart, kind: "prestart", state: state)
+                try HookRunner.run(spec.hooks?.createRuntime, kind: "createRuntime", state: state)
+            } catch {
+                try? parentSync.send(InitCommand.abort(error.message))
+                throw error
+            }
+            try parentSync.send(InitCommand.proceed)
+            report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))
+        }
+        switch report {
         case .ready: break
+        case .runtimeHooks: throw LinuxContainerError(.internal, step: "container init", "asked for runtime hooks twice")
         case .failed(let error): throw error
         case nil:
             let how = (try? child!.wait(until: .after(seconds: 2))).flatMap { $0.map { "\($0)" } } ?? "closed its channel"
@@ -316,6 +332,14 @@ public struct ContainerRuntime: Sendable {
             throw LinuxContainerError(.unavailable, step: "", "cannot start container \(id): its init process did not respond")
         }
         unlink(fifo)
+        // poststart failures are warnings by the spec: the container runs on.
+        if let spec = try? Spec.load(bundle: record.bundle), spec.hooks?.poststart?.isEmpty == false {
+            do {
+                try HookRunner.run(spec.hooks?.poststart, kind: "poststart", state: try state(id))
+            } catch {
+                writeToStandardError("warning: \(error.message)\n")
+            }
+        }
     }
 
     public func kill(_ id: String, signal: Int32, all: Bool = false) throws(LinuxContainerError) {
@@ -371,6 +395,14 @@ public struct ContainerRuntime: Sendable {
             sleep(seconds: 0.01)
         }
         do throws(CgroupError) { try cg.destroy() } catch { throw LinuxContainerError(error.code, step: "delete \(id)", error.message) }
+        // poststop: after the container is gone; failures are warnings by the spec.
+        if let spec = try? Spec.load(bundle: record.bundle), spec.hooks?.poststop?.isEmpty == false {
+            let stopped = State(id: id, status: .stopped, pid: 0, bundle: record.bundle, rootfs: record.rootfs,
+                                created: record.created, owner: record.owner, annotations: record.annotations)
+            do { try HookRunner.run(spec.hooks?.poststop, kind: "poststop", state: stopped) } catch {
+                writeToStandardError("warning: \(error.message)\n")
+            }
+        }
         Files.removeTree(store.directory(id))
     }
 }

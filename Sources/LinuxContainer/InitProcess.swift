@@ -25,10 +25,13 @@ public enum InitProcess {
         let sync = SyncSocket(fd: FileDescriptor(adopting: raw))
         do {
             guard let config = try sync.receive(InitConfig.self, until: .after(seconds: 60)) else { exit(1) }
-            let prepared = try prepare(config)
+            let prepared = try prepare(config, sync: sync)
             try sync.send(InitReport.ready)
             try waitForStart(prepared.fifo)
             sync.fd.close()
+            // startContainer hooks: in the container, after start, before the program.
+            try HookRunner.run(config.spec.hooks?.startContainer, kind: "startContainer",
+                               state: config.hookState(.running, pid: getpid()))
             try execute(prepared)
         } catch {
             try? sync.send(InitReport.failed(error))
@@ -53,7 +56,7 @@ public enum InitProcess {
         }
     }
 
-    static func prepare(_ config: InitConfig) throws(LinuxContainerError) -> Prepared {
+    static func prepare(_ config: InitConfig, sync: SyncSocket) throws(LinuxContainerError) -> Prepared {
         let spec = config.spec
         guard let process = spec.process else {
             throw LinuxContainerError(.invalidArgument, step: "config", "process is missing")
@@ -70,9 +73,20 @@ public enum InitProcess {
             try check("setresgid 0", cocoon_setresgid(0))
             try check("setresuid 0", cocoon_setresuid(0))
         }
-        if config.newMountNamespace {
-            try RootFS(config: config).setUp()
+        let rootfs = RootFS(config: config)
+        if config.newMountNamespace { try rootfs.mountAll() }
+        let hooks = config.spec.hooks
+        if !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty {
+            try sync.send(InitReport.runtimeHooks)
+            switch try sync.receive(InitCommand.self, until: .after(seconds: HookRunner.defaultTimeout * 4)) {
+            case .proceed: break
+            case .abort(let why): throw LinuxContainerError(.aborted, step: "runtime hooks", why)
+            case nil: throw LinuxContainerError(.aborted, step: "runtime hooks", "the runtime went away")
+            }
         }
+        // createContainer hooks: in the container's namespaces, before pivot_root.
+        try HookRunner.run(hooks?.createContainer, kind: "createContainer", state: config.hookState(.creating, pid: getpid()))
+        if config.newMountNamespace { try rootfs.finish() }
         if let hostname = spec.hostname { try check("sethostname \(hostname)", cocoon_sethostname(hostname)) }
         if let domain = spec.domainname { try check("setdomainname \(domain)", cocoon_setdomainname(domain)) }
         for (key, value) in (spec.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -136,6 +150,8 @@ public enum InitProcess {
         if p.noNewPrivileges { try check("no_new_privs", cocoon_set_no_new_privs()) }
         if let umask = p.process.user.umask { _ = Glibc.umask(mode_t(umask)) }
         closeDescriptors(above: 2)
+        // An ignored signal stays ignored across execve: give the program the default SIGPIPE.
+        signal(SIGPIPE, SIG_DFL)
         let argv = p.argv.map { strdup($0) } + [nil]
         let envp = p.env.map { strdup($0) } + [nil]
         execve(p.path, argv, envp)
@@ -154,5 +170,13 @@ public enum InitProcess {
         }
         closedir(dir)
         for n in fds { _ = cocoon_set_cloexec(n) }
+    }
+}
+
+extension InitConfig {
+    /// The state hooks receive on stdin.
+    func hookState(_ status: State.Status, pid: Int32) -> State {
+        State(id: containerID, status: status, pid: pid, bundle: bundle, rootfs: rootfs, created: "",
+              annotations: spec.annotations)
     }
 }

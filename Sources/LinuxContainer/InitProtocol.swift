@@ -26,13 +26,23 @@ public struct InitConfig: Codable, Sendable {
     public var newUserNamespace: Bool
     /// Unshared by init once it is in its cgroup, so that cgroup becomes the namespace's root.
     public var newCgroupNamespace: Bool
+    public var bundle: String
 }
 
 /// Messages from init to the runtime.
 public enum InitReport: Codable, Sendable {
+    /// The mounts are done, pivot_root is not: the runtime runs prestart and createRuntime hooks
+    /// now (sent only when the spec has such hooks) and answers `InitCommand.proceed`.
+    case runtimeHooks
     /// The rootfs is ready and the program found: init now waits on the exec FIFO.
     case ready
     case failed(LinuxContainerError)
+}
+
+/// Messages from the runtime to init after the configuration.
+public enum InitCommand: Codable, Sendable {
+    case proceed
+    case abort(String)
 }
 
 /// A SOCK_SEQPACKET socket: one message per send, so JSON needs no framing.

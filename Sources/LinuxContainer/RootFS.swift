@@ -19,7 +19,8 @@ struct RootFS {
         try InitProcess.check(step(), r)
     }
 
-    func setUp() throws(LinuxContainerError) {
+    /// Everything up to pivot_root: hooks run between this and `finish`.
+    func mountAll() throws(LinuxContainerError) {
         // Nothing done here may propagate back to the host's mount namespace.
         let propagation = spec.linux?.rootfsPropagation.flatMap { MountOptions.propagationFlags[$0] } ?? UInt(MS_SLAVE | MS_REC)
         try check("make / \(spec.linux?.rootfsPropagation ?? "rslave")", mount(nil, "/", nil, propagation, nil))
@@ -32,6 +33,10 @@ struct RootFS {
             try createDefaultDevices()
         }
         for d in spec.linux?.devices ?? [] { try createDevice(d) }
+    }
+
+    /// pivot_root, masked and read-only paths, read-only root.
+    func finish() throws(LinuxContainerError) {
         try pivot()
         for path in spec.linux?.maskedPaths ?? [] { try mask(path) }
         for path in spec.linux?.readonlyPaths ?? [] { try makeReadOnly(path) }

@@ -47,6 +47,8 @@ public final class ChildProcess: @unchecked Sendable {
         public var joinNamespaces: [Int32] = []
         /// A pid namespace descriptor to start the child in.
         public var pidNamespace: Int32?
+        /// argv[0], when it should differ from the executable's path (OCI hooks set it).
+        public var argv0: String?
         public init() {}
     }
 
@@ -54,7 +56,7 @@ public final class ChildProcess: @unchecked Sendable {
         guard executable.hasPrefix("/") else {
             throw SystemError("spawn \(executable)", errno: EINVAL, detail: "an absolute path is required")
         }
-        let argv = ([executable] + arguments).map { strdup($0) }
+        let argv = ([options.argv0 ?? executable] + arguments).map { strdup($0) }
         let envp = options.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
         defer {
             argv.forEach { free($0) }

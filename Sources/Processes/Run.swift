@@ -8,19 +8,35 @@ extension ChildProcess {
     /// Runs a short command to completion and returns its stdout+stderr (at most 1 MiB).
     /// Killed at the deadline, so a hung tool never hangs its caller.
     public static func run(_ executable: String, _ arguments: [String], timeout: Double = 10) throws(SystemError) -> (Termination, String) {
+        var options = Options()
+        options.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"]
+        return try run(executable, arguments, options: options, input: [], timeout: timeout)
+    }
+
+    /// The same with the caller's options (argv0, environment) and bytes for stdin.
+    public static func run(_ executable: String, _ arguments: [String], options base: Options, input: [UInt8],
+                           timeout: Double) throws(SystemError) -> (Termination, String) {
         var fds: [Int32] = [0, 0]
         try SystemError.check("pipe") { pipe(&fds) }
         _ = cocoon_set_cloexec(fds[0])
         _ = cocoon_set_cloexec(fds[1])
         let readEnd = FileDescriptor(adopting: fds[0])
         let writeEnd = FileDescriptor(adopting: fds[1])
-        let devNull = try FileDescriptor.open("/dev/null", O_RDONLY)
-        var options = Options()
-        options.fds = [devNull.rawValue, writeEnd.rawValue, writeEnd.rawValue]
-        options.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"]
+        // stdin through a pipe (state JSON for OCI hooks is small: it fits the pipe buffer).
+        var inFDs: [Int32] = [0, 0]
+        try SystemError.check("pipe") { pipe(&inFDs) }
+        _ = cocoon_set_cloexec(inFDs[0])
+        _ = cocoon_set_cloexec(inFDs[1])
+        let inRead = FileDescriptor(adopting: inFDs[0])
+        let inWrite = FileDescriptor(adopting: inFDs[1])
+        var options = base
+        options.fds = [inRead.rawValue, writeEnd.rawValue, writeEnd.rawValue]
         let child = try spawn(executable, arguments, options: options)
         writeEnd.close()
+        inRead.close()
         let deadline = Deadline.after(seconds: timeout)
+        if !input.isEmpty { try? inWrite.writeAll(input, until: deadline) }
+        inWrite.close()
         var output: [UInt8] = []
         while output.count < 1 << 20 {
             guard let chunk = try? readEnd.read(upTo: 65536, until: deadline), !chunk.isEmpty else { break }

@@ -264,3 +264,75 @@ struct CgroupIntegrationTests {
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/cocoon/\(id)"))
     }
 }
+
+/// OCI hooks at all six points, with the state on stdin; failures and timeouts stop the create.
+@Suite(.serialized, .enabled(if: BundleFixture.skipReason == nil, Comment(rawValue: BundleFixture.skipReason ?? "")))
+struct HookTests {
+    func hook(_ script: String, timeout: Int? = nil) -> [String: Any] {
+        var h: [String: Any] = ["path": "/bin/sh", "args": ["sh", "-c", script]]
+        if let timeout { h["timeout"] = timeout }
+        return h
+    }
+
+    @Test func everyHookRunsWithTheState() throws {
+        let out = NSTemporaryDirectory() + "cocoon-hooks-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let b = try BundleFixture(args: ["sh", "-c", "echo program"]) { config in
+            config["hooks"] = [
+                "prestart": [self.hook("cat > \(out)/prestart.json")],
+                "createRuntime": [self.hook("cat > \(out)/createRuntime.json")],
+                // Before pivot_root the host's paths are still reachable from the container's namespaces.
+                "createContainer": [self.hook("cat > \(out)/createContainer.json; readlink /proc/self/ns/mnt > \(out)/createContainer.ns")],
+                // After pivot_root: the container's /bin/sh, writing through a bind mount.
+                "startContainer": [self.hook("cat > /hooks/startContainer.json")],
+                "poststart": [self.hook("cat > \(out)/poststart.json")],
+                "poststop": [self.hook("cat > \(out)/poststop.json")],
+            ]
+            var mounts = config["mounts"] as! [[String: Any]]
+            mounts.append(["destination": "/hooks", "type": "bind", "source": out, "options": ["rbind", "rw"]])
+            config["mounts"] = mounts
+        }
+        defer { b.remove() }
+        let (status, stdout, err) = try b.cocoon(["run", "-b", b.directory, "hooks-all"])
+        #expect(status == 0, "\(err)")
+        #expect(stdout == "program\n")
+        for (kind, expected) in [("prestart", "creating"), ("createRuntime", "creating"), ("createContainer", "creating"),
+                                 ("startContainer", "running"), ("poststart", "running"), ("poststop", "stopped")] {
+            let data = FileManager.default.contents(atPath: "\(out)/\(kind).json") ?? Data()
+            let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            #expect(state?["id"] as? String == "hooks-all", "\(kind) got the state on stdin")
+            #expect(state?["status"] as? String == expected, "\(kind): \(state?["status"] ?? "none")")
+        }
+        let hostNS = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
+        let hookNS = (try? String(contentsOfFile: "\(out)/createContainer.ns", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(hookNS != nil && hookNS != hostNS, "createContainer runs in the container's mount namespace")
+    }
+
+    @Test func aFailingHookFailsCreateAndLeavesNothing() throws {
+        let b = try BundleFixture(args: ["true"]) { config in
+            config["hooks"] = ["prestart": [self.hook("echo network setup failed >&2; exit 3")]]
+        }
+        defer { b.remove() }
+        let (status, _, err) = try b.cocoon(["create", "-b", b.directory, "hooks-fail"])
+        #expect(status == 1)
+        #expect(err.contains("hooks.prestart[0] /bin/sh"), "\(err)")
+        #expect(err.contains("exited with status 3"))
+        #expect(err.contains("network setup failed"))
+        #expect(!BundleFixture.leftovers().contains("hooks-fail"))
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/cocoon/hooks-fail"))
+    }
+
+    @Test func aHookPastItsTimeoutIsKilled() throws {
+        let b = try BundleFixture(args: ["true"]) { config in
+            config["hooks"] = ["createRuntime": [self.hook("sleep 30", timeout: 1)]]
+        }
+        defer { b.remove() }
+        let started = Date()
+        let (status, _, err) = try b.cocoon(["create", "-b", b.directory, "hooks-timeout"])
+        #expect(status == 1)
+        #expect(err.contains("timeout of 1 s"), "\(err)")
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(!BundleFixture.leftovers().contains("hooks-timeout"))
+    }
+}
