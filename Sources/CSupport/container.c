@@ -67,3 +67,24 @@ int cocoon_set_ctty(int fd) { return ioctl(fd, TIOCSCTTY, 0); }
 int cocoon_open_path(const char *path) { return open(path, O_PATH | O_CLOEXEC); }
 
 int cocoon_unshare(int flags) { return unshare(flags); }
+
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+int cocoon_sealed_copy(const char *path) {
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0) return -1;
+    struct stat st;
+    if (fstat(src, &st) < 0) { close(src); return -1; }
+    int mem = memfd_create("cocoon-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mem < 0) { close(src); return -1; }
+    off_t offset = 0;
+    while (offset < st.st_size) {
+        ssize_t n = sendfile(mem, src, &offset, (size_t)(st.st_size - offset));
+        if (n <= 0) { int e = errno; close(src); close(mem); errno = n == 0 ? EIO : e; return -1; }
+    }
+    close(src);
+    if (fcntl(mem, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+        int e = errno; close(mem); errno = e; return -1;
+    }
+    return mem;
+}

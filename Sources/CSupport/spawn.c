@@ -50,17 +50,31 @@ static int child_main(void *p) {
         a->dup_fds[i] = fcntl(attr->fds[i], F_DUPFD_CLOEXEC, base);
         if (a->dup_fds[i] < 0) goto fail;
     }
+    int exec_fd = -1;
+    if (attr->exec_fd >= 0) {
+        exec_fd = fcntl(attr->exec_fd, F_DUPFD_CLOEXEC, base);
+        if (exec_fd < 0) goto fail;
+    }
     for (int i = 0; i < attr->nfds; i++) {
         if (a->dup_fds[i] < 0) { close(i); continue; }
         if (dup2(a->dup_fds[i], i) < 0) goto fail;  // dup2 clears FD_CLOEXEC on i
     }
-    if (syscall(SYS_close_range, (unsigned)attr->nfds, ~0U, 0) < 0) {
-        for (int fd = attr->nfds; fd < 1024; fd++) close(fd);
+    // The executable's descriptor survives (close-on-exec) just past the child's own.
+    int keep = attr->nfds;
+    if (exec_fd >= 0) {
+        if (dup3(exec_fd, keep, O_CLOEXEC) < 0) goto fail;
+        exec_fd = keep++;
+    }
+    if (syscall(SYS_close_range, (unsigned)keep, ~0U, 0) < 0) {
+        for (int fd = keep; fd < 1024; fd++) close(fd);
     }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(attr->path, attr->argv, attr->envp);
+    if (exec_fd >= 0)
+        syscall(SYS_execveat, exec_fd, "", attr->argv, attr->envp, AT_EMPTY_PATH);
+    else
+        execve(attr->path, attr->argv, attr->envp);
 fail:
     a->error = errno ? errno : EINVAL;
     _exit(127);

@@ -128,6 +128,15 @@ public struct ContainerRuntime: Sendable {
         processOptions.cloneFlags = cloneFlags
         processOptions.joinNamespaces = joins.map(\.1.rawValue)
         processOptions.pidNamespace = pidNamespace?.rawValue
+        // The init stage runs from a sealed in-memory copy (CVE-2019-5736): a container that makes it
+        // re-execute itself (entrypoint /proc/self/exe) can never reach the host's binary.
+        let sealed = cocoon_sealed_copy(initExecutable)
+        guard sealed >= 0 else {
+            throw LinuxContainerError(.notFound, step: "copy \(initExecutable)", String(cString: strerror(errno)))
+        }
+        defer { close(sealed) }
+        processOptions.executableDescriptor = sealed
+        processOptions.argv0 = "cocoon-init"
         do {
             child = try ChildProcess.spawn(initExecutable, [], options: processOptions)
         } catch {

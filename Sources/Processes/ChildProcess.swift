@@ -49,6 +49,9 @@ public final class ChildProcess: @unchecked Sendable {
         public var pidNamespace: Int32?
         /// argv[0], when it should differ from the executable's path (OCI hooks set it).
         public var argv0: String?
+        /// Execute this descriptor (execveat) rather than the path: a sealed copy, or a binary
+        /// that is not reachable by path after setns into a container's mount namespace.
+        public var executableDescriptor: Int32?
         public init() {}
     }
 
@@ -76,7 +79,8 @@ public final class ChildProcess: @unchecked Sendable {
                             new_session: options.newSession ? 1 : 0,
                             parent_death_signal: options.killWithParent ? SIGKILL : 0,
                             clone_flags: options.cloneFlags, setns_fds: nsBuf.baseAddress, nsetns: Int32(options.joinNamespaces.count),
-                            pidns_fd: options.pidNamespace ?? -1)
+                            pidns_fd: options.pidNamespace ?? -1,
+                            exec_fd: options.executableDescriptor ?? -1)
                         return cocoon_spawn(&attr, &pid, &pidfd)
                       }
                     }

@@ -121,6 +121,23 @@ struct ProcessIsolationTests {
         #expect(!BundleFixture.leftovers().contains(id))
     }
 
+    @Test func initRunsFromASealedCopyNotTheHostBinary() throws {
+        // CVE-2019-5736: what a container can reach through /proc/PID/exe of the init stage must not
+        // be the host's cocoon-init.
+        let b = try BundleFixture(args: ["true"])
+        defer { b.remove() }
+        let pidFile = b.directory + "/pid"
+        #expect(try b.cocoon(["create", "-b", b.directory, "--pid-file", pidFile, "sealed-init"]).0 == 0)
+        defer { _ = try? b.cocoon(["delete", "--force", "sealed-init"]) }
+        let pid = try String(contentsOfFile: pidFile, encoding: .utf8)
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        #expect(exe.hasPrefix("/memfd:cocoon-init"), "\(exe)")
+        // The copy is sealed against writes.
+        let fd = open("/proc/\(pid)/exe", O_WRONLY)
+        #expect(fd < 0)
+        if fd >= 0 { close(fd) }
+    }
+
     @Test func forceDeleteKillsARunningContainer() throws {
         let b = try BundleFixture(args: ["sleep", "60"])
         defer { b.remove() }

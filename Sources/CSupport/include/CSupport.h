@@ -18,6 +18,7 @@ typedef struct {
     const int *setns_fds;      ///< namespaces the child joins before exec, in this order (user first)
     int nsetns;
     int pidns_fd;              ///< a pid namespace to start the child in, or -1
+    int exec_fd;               ///< when >= 0, execveat(exec_fd, "", AT_EMPTY_PATH) instead of path
 } cocoon_spawn_attr;
 
 /// Starts a child from a dedicated, never-exiting thread (so that PR_SET_PDEATHSIG,
@@ -62,6 +63,10 @@ int cocoon_mknod(const char *path, unsigned int mode, unsigned int major, unsign
 int cocoon_set_ctty(int fd);
 int cocoon_open_path(const char *path);
 int cocoon_unshare(int flags);
+
+/// A sealed, executable in-memory copy of a file (runc's answer to CVE-2019-5736): what the
+/// container could reach through /proc/PID/exe is this copy, never the host's binary. -1 on error.
+int cocoon_sealed_copy(const char *path);
 
 /// AF_VSOCK helpers (struct sockaddr_vm is awkward from Swift).
 int cocoon_vsock_connect(unsigned int cid, unsigned int port);
