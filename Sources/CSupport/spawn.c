@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -37,6 +38,13 @@ static int child_main(void *p) {
     // this child is a single thread of its own, unlike the multithreaded parent.
     for (int i = 0; i < attr->nsetns; i++) {
         if (setns(attr->setns_fds[i], 0) < 0) goto fail;
+    }
+    if (attr->readonly_exec) {
+        // In the child's new mount namespace: nothing may propagate back to the host, then the
+        // binary is re-mounted read-only over itself, so /proc/PID/exe can never be written through.
+        if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0) goto fail;
+        if (mount(attr->path, attr->path, NULL, MS_BIND, NULL) < 0) goto fail;
+        if (mount(NULL, attr->path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) goto fail;
     }
     if (attr->new_session && setsid() < 0) goto fail;
     if (attr->parent_death_signal) {

@@ -52,6 +52,8 @@ public final class ChildProcess: @unchecked Sendable {
         /// Execute this descriptor (execveat) rather than the path: a sealed copy, or a binary
         /// that is not reachable by path after setns into a container's mount namespace.
         public var executableDescriptor: Int32?
+        /// With a new mount namespace: exec the path through a read-only bind mount of itself.
+        public var readOnlyExecutable = false
         public init() {}
     }
 
@@ -80,7 +82,8 @@ public final class ChildProcess: @unchecked Sendable {
                             parent_death_signal: options.killWithParent ? SIGKILL : 0,
                             clone_flags: options.cloneFlags, setns_fds: nsBuf.baseAddress, nsetns: Int32(options.joinNamespaces.count),
                             pidns_fd: options.pidNamespace ?? -1,
-                            exec_fd: options.executableDescriptor ?? -1)
+                            exec_fd: options.executableDescriptor ?? -1,
+                            readonly_exec: options.readOnlyExecutable ? 1 : 0)
                         return cocoon_spawn(&attr, &pid, &pidfd)
                       }
                     }

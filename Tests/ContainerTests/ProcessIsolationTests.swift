@@ -121,21 +121,45 @@ struct ProcessIsolationTests {
         #expect(!BundleFixture.leftovers().contains(id))
     }
 
-    @Test func initRunsFromASealedCopyNotTheHostBinary() throws {
-        // CVE-2019-5736: what a container can reach through /proc/PID/exe of the init stage must not
-        // be the host's cocoon-init.
-        let b = try BundleFixture(args: ["true"])
+    /// CVE-2019-5736: what a container can reach through /proc/PID/exe of the init stage cannot be
+    /// written, whether the init runs through a read-only bind mount (own mount namespace) or from
+    /// a sealed copy (the host's mount namespace).
+    @Test(arguments: [true, false])
+    func initBinaryCannotBeWrittenThroughProcExe(ownMountNamespace: Bool) throws {
+        let b = try BundleFixture(args: ["true"]) { config in
+            guard !ownMountNamespace else { return }
+            var linux = config["linux"] as! [String: Any]
+            linux["namespaces"] = [["type": "pid"], ["type": "uts"]]
+            linux["maskedPaths"] = []
+            linux["readonlyPaths"] = []
+            config["linux"] = linux
+        }
         defer { b.remove() }
+        let id = "sealed-init-\(ownMountNamespace)"
         let pidFile = b.directory + "/pid"
-        #expect(try b.cocoon(["create", "-b", b.directory, "--pid-file", pidFile, "sealed-init"]).0 == 0)
-        defer { _ = try? b.cocoon(["delete", "--force", "sealed-init"]) }
+        let r = try b.cocoon(["create", "-b", b.directory, "--pid-file", pidFile, id])
+        #expect(r.0 == 0, "\(r.2)")
+        defer { _ = try? b.cocoon(["delete", "--force", id]) }
         let pid = try String(contentsOfFile: pidFile, encoding: .utf8)
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
-        #expect(exe.hasPrefix("/memfd:cocoon-init"), "\(exe)")
-        // The copy is sealed against writes.
-        let fd = open("/proc/\(pid)/exe", O_WRONLY)
-        #expect(fd < 0)
+        if !ownMountNamespace {
+            // A copy: whatever is done to it never reaches the host's binary.
+            #expect(exe.hasPrefix("/memfd:cocoon-init"), "\(exe)")
+            return
+        }
+        // The attack: hold the init's executable while it runs, write to it once it is no longer busy.
+        let handle = open("/proc/\(pid)/exe", 0o10000000 /* O_PATH */ | O_CLOEXEC)
+        #expect(handle >= 0)
+        defer { close(handle) }
+        #expect(try b.cocoon(["start", id]).0 == 0)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, BundleFixture.isRunning(pid: Int32(pid) ?? 0) { usleep(10000) }
+        let fd = open("/proc/self/fd/\(handle)", O_WRONLY)
+        #expect(fd < 0 && errno == EROFS, "the binary is reachable only through a read-only mount (errno \(errno))")
         if fd >= 0 { close(fd) }
+        // The host sees no trace of the read-only bind mount.
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
+        #expect(!mounts.contains("cocoon-init"))
     }
 
     @Test func forceDeleteKillsARunningContainer() throws {

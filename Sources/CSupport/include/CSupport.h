@@ -19,6 +19,7 @@ typedef struct {
     int nsetns;
     int pidns_fd;              ///< a pid namespace to start the child in, or -1
     int exec_fd;               ///< when >= 0, execveat(exec_fd, "", AT_EMPTY_PATH) instead of path
+    int readonly_exec;         ///< with CLONE_NEWNS: exec `path` through a read-only bind mount of itself
 } cocoon_spawn_attr;
 
 /// Starts a child from a dedicated, never-exiting thread (so that PR_SET_PDEATHSIG,
