@@ -55,7 +55,7 @@ let package = Package(
         // `cocoon check`: host requirements with fix hints.
         .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
         .executableTarget(name: "cocoon", dependencies: [
-            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "Cgroups", "CSupport", "Processes", "SystemCalls",
+            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "Cgroups", "CSupport", "Processes", "Sockets", "SystemCalls",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -81,6 +81,6 @@ let package = Package(
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon"]),
-        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init"]),
+        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init", "CSupport", "Sockets", "SystemCalls"]),
     ]
 )

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <linux/capability.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -87,4 +88,89 @@ int cocoon_sealed_copy(const char *path) {
         int e = errno; close(mem); errno = e; return -1;
     }
     return mem;
+}
+
+#include <stdlib.h>
+#include <termios.h>
+
+int cocoon_open_pty(int *master, char *slave_name, size_t len) {
+    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    if (unlockpt(m) < 0 || ptsname_r(m, slave_name, len) != 0) { int e = errno; close(m); errno = e; return -1; }
+    *master = m;
+    return 0;
+}
+
+int cocoon_send_fd(int sock, int fd, const char *name) {
+    struct msghdr msg = {0};
+    struct iovec iov = { .iov_base = (void *)name, .iov_len = strlen(name) };
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/// Receives exactly one descriptor; any other shape of message is refused (EBADMSG).
+int cocoon_recv_fd(int sock, char *name, size_t len) {
+    struct msghdr msg = {0};
+    struct iovec iov = { .iov_base = name, .iov_len = len > 0 ? len - 1 : 0 };
+    char control[CMSG_SPACE(sizeof(int) * 4)];
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return -1;
+    if (len > 0) name[n] = 0;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))
+        || (msg.msg_flags & MSG_CTRUNC)) {
+        // Close whatever arrived, then refuse.
+        for (; c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_type == SCM_RIGHTS) {
+                int *fds = (int *)CMSG_DATA(c);
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) close(fds[i]);
+            }
+        }
+        errno = EBADMSG;
+        return -1;
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    return fd;
+}
+
+int cocoon_set_winsize(int fd, unsigned rows, unsigned cols) {
+    struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+    return ioctl(fd, TIOCSWINSZ, &ws);
+}
+
+int cocoon_copy_winsize(int from, int to) {
+    struct winsize ws;
+    if (ioctl(from, TIOCGWINSZ, &ws) < 0) return -1;
+    return ioctl(to, TIOCSWINSZ, &ws);
+}
+
+static struct termios saved_termios;
+static int saved_termios_fd = -1;
+
+int cocoon_make_raw(int fd) {
+    struct termios t;
+    if (tcgetattr(fd, &t) < 0) return -1;
+    saved_termios = t;
+    saved_termios_fd = fd;
+    cfmakeraw(&t);
+    return tcsetattr(fd, TCSANOW, &t);
+}
+
+void cocoon_restore_terminal(void) {
+    if (saved_termios_fd >= 0) tcsetattr(saved_termios_fd, TCSANOW, &saved_termios);
 }

@@ -31,6 +31,8 @@ public struct ContainerRuntime: Sendable {
         public var preserveFDs = 0
         /// The container's stdio: the caller's by default.
         public var stdio: [Int32] = [0, 1, 2]
+        /// A connected console socket: required when process.terminal is true, refused otherwise.
+        public var consoleSocket: Int32?
         public init() {}
     }
 
@@ -49,6 +51,15 @@ public struct ContainerRuntime: Sendable {
         }
         guard spec.process != nil else {
             throw LinuxContainerError(.invalidArgument, step: "", "\(bundle)/config.json: process: required to create a container")
+        }
+        let terminal = spec.process?.terminal == true
+        if terminal && options.consoleSocket == nil {
+            throw LinuxContainerError(.invalidArgument, step: "",
+                "\(bundle)/config.json: process.terminal is true: a console socket is required (--console-socket)")
+        }
+        if !terminal && options.consoleSocket != nil {
+            throw LinuxContainerError(.invalidArgument, step: "",
+                "--console-socket was given but \(bundle)/config.json: process.terminal is not true")
         }
         guard let root = spec.root else {
             throw LinuxContainerError(.invalidArgument, step: "", "\(bundle)/config.json: root: required to create a container")
@@ -120,6 +131,11 @@ public struct ContainerRuntime: Sendable {
         var fds: [Int32?] = options.stdio.map { Optional($0) }
         for i in 0..<options.preserveFDs { fds.append(Int32(3 + i)) }
         fds.append(childSync.fd.rawValue)
+        var consoleFD: Int32?
+        if let console = options.consoleSocket {
+            consoleFD = Int32(fds.count)
+            fds.append(console)
+        }
         processOptions.fds = fds
         processOptions.environment = [InitProcess.syncFDEnvironment: "\(syncFD)", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
         processOptions.newSession = false
@@ -164,7 +180,7 @@ public struct ContainerRuntime: Sendable {
         }
         try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
                                        preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
-                                       newCgroupNamespace: newCgroupNS, bundle: bundle))
+                                       newCgroupNamespace: newCgroupNS, bundle: bundle, consoleSocketFD: consoleFD))
         var report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))
         if case .runtimeHooks = report {
             // prestart (deprecated) and createRuntime: in the runtime's namespaces, before pivot_root.

@@ -87,6 +87,7 @@ public enum InitProcess {
         // createContainer hooks: in the container's namespaces, before pivot_root.
         try HookRunner.run(hooks?.createContainer, kind: "createContainer", state: config.hookState(.creating, pid: getpid()))
         if config.newMountNamespace { try rootfs.finish() }
+        if let console = config.consoleSocketFD { try setUpTerminal(console: console, size: process.consoleSize) }
         if let hostname = spec.hostname { try check("sethostname \(hostname)", cocoon_sethostname(hostname)) }
         if let domain = spec.domainname { try check("setdomainname \(domain)", cocoon_setdomainname(domain)) }
         for (key, value) in (spec.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -111,6 +112,25 @@ public enum InitProcess {
         try check("chdir \(process.cwd)", chdir(process.cwd))
         return Prepared(fifo: fifo, path: path, argv: args, env: env, process: process,
                         noNewPrivileges: process.noNewPrivileges ?? false)
+    }
+
+    /// A pty from the container's own devpts: the master goes to the console socket, the slave becomes
+    /// stdin/stdout/stderr and the controlling terminal of a new session.
+    static func setUpTerminal(console: Int32, size: Box?) throws(LinuxContainerError) {
+        var master: Int32 = -1
+        var name = [CChar](repeating: 0, count: 128)
+        try check("open /dev/ptmx", cocoon_open_pty(&master, &name, name.count))
+        let slavePath = String(cString: name)
+        let slave = open(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard slave >= 0 else { throw LinuxContainerError(step: "open \(slavePath)", String(cString: strerror(errno))) }
+        if let size { _ = cocoon_set_winsize(slave, size.height, size.width) }
+        try check("send the terminal to the console socket", cocoon_send_fd(console, master, "/dev/ptmx"))
+        close(master)
+        close(console)
+        try check("setsid", setsid() < 0 ? -1 : 0)
+        for fd: Int32 in 0...2 { try check("dup2 \(slavePath)", dup2(slave, fd) < 0 ? -1 : 0) }
+        try check("make \(slavePath) the controlling terminal", cocoon_set_ctty(0))
+        close(slave)
     }
 
     /// Finds the program as execve would be asked to, in the container's PATH.

@@ -27,6 +27,8 @@ public struct InitConfig: Codable, Sendable {
     /// Unshared by init once it is in its cgroup, so that cgroup becomes the namespace's root.
     public var newCgroupNamespace: Bool
     public var bundle: String
+    /// With process.terminal: the descriptor (in init) of the console socket that gets the pty master.
+    public var consoleSocketFD: Int32?
 }
 
 /// Messages from init to the runtime.

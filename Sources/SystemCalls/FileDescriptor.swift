@@ -15,6 +15,12 @@ public final class FileDescriptor: @unchecked Sendable {
 
     deinit { if !closed { Glibc.close(rawValue) } }
 
+    /// Gives up ownership: the caller closes the returned descriptor.
+    public func detach() -> Int32 {
+        lock.withLock { closed = true }
+        return rawValue
+    }
+
     public func close() {
         lock.withLock {
             if !closed {

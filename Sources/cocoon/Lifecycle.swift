@@ -5,6 +5,7 @@ import Foundation
 import LinuxContainer
 import OCI
 import Processes
+import Sockets
 import SystemCalls
 
 /// The runtime for the chosen isolation. VM isolation through the runc command line is the
@@ -55,15 +56,17 @@ struct CreateFlags: ParsableArguments {
         o.pidFile = pidFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         o.noPivot = noPivot
         o.preserveFDs = preserveFds
+        if let consoleSocket {
+            do {
+                o.consoleSocket = try StreamSocket.connectUnix(path: consoleSocket, until: .after(seconds: 10)).detach()
+            } catch {
+                throw CLIError("--console-socket \(consoleSocket): \(error.message)")
+            }
+        }
         return o
     }
 
-    func checkTerminal() throws {
-        let spec = try? OCI.Spec.load(bundle: bundle)
-        if spec?.process?.terminal == true || consoleSocket != nil {
-            throw CLIError("\(bundle)/config.json: process.terminal: terminals are not supported by cocoon yet; set it to false")
-        }
-    }
+    var wantsTerminal: Bool { (try? OCI.Spec.load(bundle: bundle))?.process?.terminal == true }
 }
 
 struct Create: ParsableCommand {
@@ -75,7 +78,6 @@ struct Create: ParsableCommand {
     func run() throws {
         try runtimeCommand(global) { config, _ in
             let runtime = try containerRuntime(config)
-            try flags.checkTerminal()
             _ = try runtime.create(id: id, bundle: flags.bundle, options: try flags.options())
         }
     }
@@ -147,11 +149,24 @@ struct Run: ParsableCommand {
         var status: Int32 = 0
         try runtimeCommand(global) { config, _ in
             let runtime = try containerRuntime(config)
-            try flags.checkTerminal()
             // Signals for the container are taken through a signalfd, blocked before any thread starts.
             let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
             let sigfd = forwarded.withUnsafeBufferPointer { cocoon_signalfd($0.baseAddress, Int32($0.count)) }
-            let created = try runtime.create(id: id, bundle: flags.bundle, options: try flags.options())
+            var options = try flags.options()
+            // A terminal in the foreground without a console socket: cocoon takes the pty itself.
+            var relayEnd: Int32?
+            if flags.wantsTerminal && options.consoleSocket == nil && !detach {
+                var pair: [Int32] = [0, 0]
+                guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else {
+                    throw CLIError("socketpair for the terminal: \(String(cString: strerror(errno)))")
+                }
+                _ = cocoon_set_cloexec(pair[0])
+                _ = cocoon_set_cloexec(pair[1])
+                relayEnd = pair[0]
+                options.consoleSocket = pair[1]
+            }
+            let created = try runtime.create(id: id, bundle: flags.bundle, options: options)
+            if relayEnd != nil, let theirs = options.consoleSocket { close(theirs) }
             do {
                 try runtime.start(id)
             } catch {
@@ -159,6 +174,15 @@ struct Run: ParsableCommand {
                 throw error
             }
             if detach { return }
+            if let relayEnd {
+                let relay = try TerminalRelay.receive(on: relayEnd, until: .after(seconds: 10))
+                close(relayEnd)
+                status = try relay.run(exitFD: created.process.exitDescriptor, signalFD: sigfd,
+                                       onSignal: { try? runtime.kill(id, signal: $0) },
+                                       exited: { created.process.poll()?.exitStatus })
+                if !keep { try runtime.delete(id, force: true) }
+                return
+            }
             while true {
                 // The container runs as long as it runs; the poll wakes for its exit or a signal.
                 let ready = try Poll.wait(for: [created.process.exitDescriptor, sigfd], events: Int16(POLLIN), until: .after(seconds: 3600))

@@ -121,6 +121,14 @@ struct ContainerdRuncShimTests {
         #expect(r.0 == 5, "\(r.1)")
         #expect(r.1.contains("hello from cocoon"))
 
+        // A terminal: ctr -t insists on a real one, so it runs under script(1); the shim passes the pty
+        // through cocoon's console socket.
+        let ctrTTY = "/usr/bin/ctr -a \(ctd.socket) run --rm -t --runc-binary \(ctd.wrapper) \(image) ctr-tty sh"
+        r = try PrivateContainerd.shell(["-c", "(sleep 1; printf 'tty; echo in-tty-$((6*7)); exit 9\\r') | script -qec '\(ctrTTY)' /dev/null"])
+        #expect(r.0 == 9, "\(r.1)")
+        #expect(r.1.contains("/dev/pts/0"))
+        #expect(r.1.contains("in-tty-42"))
+
         // A detached task: ps, pause/resume, metrics, kill with a signal, its exit status, removal.
         r = try ctd.ctr(["run", "-d"] + runtime + [image, "ctr-task", "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"])
         #expect(r.0 == 0, "\(r.1)")

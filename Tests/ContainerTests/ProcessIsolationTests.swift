@@ -1,3 +1,6 @@
+import CSupport
+import Sockets
+import SystemCalls
 import Foundation
 import Testing
 
@@ -375,5 +378,76 @@ struct HookTests {
         #expect(err.contains("timeout of 1 s"), "\(err)")
         #expect(Date().timeIntervalSince(started) < 15)
         #expect(!BundleFixture.leftovers().contains("hooks-timeout"))
+    }
+}
+
+/// process.terminal: the console-socket protocol (one message, one fd) and the foreground relay.
+@Suite(.serialized, .enabled(if: BundleFixture.skipReason == nil, Comment(rawValue: BundleFixture.skipReason ?? "")))
+struct TerminalTests {
+    func terminalBundle(_ args: [String]) throws -> BundleFixture {
+        try BundleFixture(args: args) { config in
+            var process = config["process"] as! [String: Any]
+            process["terminal"] = true
+            process["consoleSize"] = ["height": 33, "width": 111]
+            config["process"] = process
+        }
+    }
+
+    @Test func consoleSocketReceivesTheMaster() throws {
+        let b = try terminalBundle(["sh", "-c", "tty; stty size; read line; echo got:$line; exit 4"])
+        defer { b.remove() }
+        let socketPath = b.directory + "/console.sock"
+        let listener = try StreamSocket.listenUnix(path: socketPath)
+        let id = "tty-socket"
+        let result = LockedResult()
+        let thread = Thread { result.set((try? b.cocoon(["run", "-d", "--console-socket", socketPath, "-b", b.directory, id]))?.0) }
+        thread.start()
+        let conn = try StreamSocket.accept(listener, until: .after(seconds: 20))
+        var name = [CChar](repeating: 0, count: 64)
+        let master = cocoon_recv_fd(conn.rawValue, &name, name.count)
+        #expect(master >= 0)
+        #expect(String(cString: name) == "/dev/ptmx")
+        defer { close(master); _ = try? b.cocoon(["delete", "--force", id]) }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, result.get() == nil { usleep(10000) }
+        #expect(result.get() == 0)
+        let masterFD = FileDescriptor(adopting: dup(master))
+        try masterFD.writeAll(Array("hello\n".utf8), until: .after(seconds: 5))
+        var output = ""
+        while Date() < deadline, !output.contains("got:hello") {
+            guard let chunk = try? masterFD.read(upTo: 4096, until: .after(seconds: 5)), !chunk.isEmpty else { break }
+            output += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(output.contains("/dev/pts/0"), "\(output)")
+        #expect(output.contains("33 111"), "consoleSize applied: \(output)")
+        #expect(output.contains("got:hello"))
+        while Date() < deadline, try b.cocoon(["state", id]).1.contains("\"running\"") { usleep(20000) }
+        #expect(try b.cocoon(["state", id]).1.contains("\"stopped\""))
+    }
+
+    @Test func foregroundRunRelaysTheTerminal() throws {
+        let b = try terminalBundle(["sh", "-c", "read line; echo got:$line; test -t 0 && echo is-a-tty; exit 6"])
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, "tty-relay"], stdin: "typed\n")
+        #expect(status == 6, "\(err)")
+        #expect(out.contains("got:typed"))
+        #expect(out.contains("is-a-tty"))
+    }
+
+    @Test func terminalRulesAreRunc() throws {
+        let b = try terminalBundle(["true"])
+        defer { b.remove() }
+        var r = try b.cocoon(["create", "-b", b.directory, "tty-nosocket"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("process.terminal is true: a console socket is required"))
+        let plain = try BundleFixture(args: ["true"])
+        defer { plain.remove() }
+        let socketPath = plain.directory + "/console.sock"
+        let listener = try StreamSocket.listenUnix(path: socketPath)
+        defer { listener.close() }
+        r = try plain.cocoon(["create", "--console-socket", socketPath, "-b", plain.directory, "tty-notty"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("process.terminal is not true"))
+        #expect(!BundleFixture.leftovers().contains("tty-nosocket") && !BundleFixture.leftovers().contains("tty-notty"))
     }
 }

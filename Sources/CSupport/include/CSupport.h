@@ -69,6 +69,16 @@ int cocoon_unshare(int flags);
 /// container could reach through /proc/PID/exe is this copy, never the host's binary. -1 on error.
 int cocoon_sealed_copy(const char *path);
 
+/// Terminals: a pty pair in the current /dev, fd passing by SCM_RIGHTS (runc console-socket protocol),
+/// window sizes, raw mode for the relaying side.
+int cocoon_open_pty(int *master, char *slave_name, size_t len);
+int cocoon_send_fd(int sock, int fd, const char *name);
+int cocoon_recv_fd(int sock, char *name, size_t len);
+int cocoon_set_winsize(int fd, unsigned rows, unsigned cols);
+int cocoon_copy_winsize(int from, int to);
+int cocoon_make_raw(int fd);
+void cocoon_restore_terminal(void);
+
 /// AF_VSOCK helpers (struct sockaddr_vm is awkward from Swift).
 int cocoon_vsock_connect(unsigned int cid, unsigned int port);
 int cocoon_vsock_listen(unsigned int port, int backlog);
