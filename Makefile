@@ -19,7 +19,7 @@ AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/Ag
 
 .PHONY: all deps swift-check kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare release install uninstall clean
 
-all: guest host config
+all: guest host $(BIN)/cocoon-init config
 
 deps:
 	@bash scripts/install-deps.sh
@@ -80,7 +80,8 @@ config:
 	  'kernel = "$(GUEST)/vmlinux"' \
 	  'initrd = "$(GUEST)/cocoon-agent.initrd"' \
 	  '[runtime]' \
-	  'root = "/run/cocoon-dev"' > $(DEV_CONFIG).tmp && mv $(DEV_CONFIG).tmp $(DEV_CONFIG)
+	  'root = "/run/cocoon-dev"' \
+	  'init = "$(BIN)/cocoon-init"' > $(DEV_CONFIG).tmp && mv $(DEV_CONFIG).tmp $(DEV_CONFIG)
 
 ## The main job: boot a microVM, ask the agent for its health, shut down.
 demo: all

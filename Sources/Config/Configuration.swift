@@ -40,6 +40,8 @@ public struct RuntimeConfig: Sendable, Equatable {
     /// State directory, like runc's --root.
     public var root: String
     public var debug: Bool
+    /// The static container init stage; nil means next to the cocoon binary or in ../libexec/cocoon.
+    public var initBinary: String?
 }
 
 /// The whole of configuration.toml, with defaults filled in.
@@ -69,7 +71,7 @@ public struct Configuration: Sendable, Equatable {
                 kernelParams: [],
                 virtiofsd: "/usr/lib/qemu/virtiofsd"),
             agent: AgentConfig(logLevel: .info),
-            runtime: RuntimeConfig(isolation: .vm, root: "/run/cocoon", debug: false),
+            runtime: RuntimeConfig(isolation: .vm, root: "/run/cocoon", debug: false, initBinary: nil),
             source: nil)
     }
 
@@ -139,7 +141,8 @@ public struct Configuration: Sendable, Equatable {
             if let v: LogLevel = try reader.choice(a, "agent.log_level") { config.agent.logLevel = v }
         }
         if let r = try reader.subtable(table, "runtime") {
-            try reader.checkKeys(r, prefix: "runtime.", allowed: ["isolation", "root", "debug"])
+            try reader.checkKeys(r, prefix: "runtime.", allowed: ["isolation", "root", "debug", "init"])
+            if let v = try reader.absolutePath(r, "runtime.init") { config.runtime.initBinary = v }
             if let v: Isolation = try reader.choice(r, "runtime.isolation") { config.runtime.isolation = v }
             if let v = try reader.absolutePath(r, "runtime.root") { config.runtime.root = v }
             if let v = try reader.bool(r, "runtime.debug") { config.runtime.debug = v }

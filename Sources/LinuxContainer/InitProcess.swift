@@ -27,6 +27,10 @@ public enum InitProcess {
             guard let config = try sync.receive(InitConfig.self, until: .after(seconds: 60)) else { exit(1) }
             let prepared = try prepare(config, sync: sync)
             try sync.send(InitReport.ready)
+            if config.execMode {
+                sync.fd.close()
+                try execute(prepared)
+            }
             try waitForStart(prepared.fifo)
             sync.fd.close()
             // startContainer hooks: in the container, after start, before the program.
@@ -34,8 +38,11 @@ public enum InitProcess {
                                state: config.hookState(.running, pid: getpid()))
             try execute(prepared)
         } catch {
-            try? sync.send(InitReport.failed(error))
-            writeToStandardError("cocoon init: \(error.message)\n")
+            // The runtime reports the failure; print it only when the runtime is no longer listening
+            // (after start, the program's stderr is where it can be seen).
+            if (try? sync.send(InitReport.failed(error))) == nil {
+                writeToStandardError("cocoon-init: \(error.message)\n")
+            }
             exit(1)
         }
     }
@@ -60,6 +67,15 @@ public enum InitProcess {
         let spec = config.spec
         guard let process = spec.process else {
             throw LinuxContainerError(.invalidArgument, step: "config", "process is missing")
+        }
+        if config.execMode {
+            if let console = config.consoleSocketFD { try setUpTerminal(console: console, size: process.consoleSize) }
+            try applyLimits(process)
+            let env = process.env ?? []
+            let path = try lookPath((process.args ?? [])[0], env: env)
+            try check("chdir \(process.cwd)", chdir(process.cwd))
+            return Prepared(fifo: -1, path: path, argv: process.args ?? [], env: env, process: process,
+                            noNewPrivileges: process.noNewPrivileges ?? false)
         }
         // Opened before pivot_root, while the host path is reachable; O_PATH so it does not block.
         let fifo = cocoon_open_path(config.execFifo)
@@ -98,6 +114,16 @@ public enum InitProcess {
                 throw LinuxContainerError(step: "sysctl \(key)", error.message)
             }
         }
+        try applyLimits(process)
+        let env = process.env ?? []
+        let args = process.args ?? []
+        let path = try lookPath(args[0], env: env)
+        try check("chdir \(process.cwd)", chdir(process.cwd))
+        return Prepared(fifo: fifo, path: path, argv: args, env: env, process: process,
+                        noNewPrivileges: process.noNewPrivileges ?? false)
+    }
+
+    static func applyLimits(_ process: OCI.Process) throws(LinuxContainerError) {
         for r in process.rlimits ?? [] {
             try check("setrlimit \(r.type)", cocoon_setrlimit(Rlimits.names[r.type] ?? -1, r.soft, r.hard))
         }
@@ -106,12 +132,6 @@ public enum InitProcess {
                 throw LinuxContainerError(step: "oom_score_adj", error.message)
             }
         }
-        let env = process.env ?? []
-        let args = process.args ?? []
-        let path = try lookPath(args[0], env: env)
-        try check("chdir \(process.cwd)", chdir(process.cwd))
-        return Prepared(fifo: fifo, path: path, argv: args, env: env, process: process,
-                        noNewPrivileges: process.noNewPrivileges ?? false)
     }
 
     /// A pty from the container's own devpts: the master goes to the console socket, the slave becomes

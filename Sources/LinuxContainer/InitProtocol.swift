@@ -29,6 +29,9 @@ public struct InitConfig: Codable, Sendable {
     public var bundle: String
     /// With process.terminal: the descriptor (in init) of the console socket that gets the pty master.
     public var consoleSocketFD: Int32?
+    /// `exec` into a running container: the namespaces and root are the container's already; only the
+    /// process attributes are applied, and there is no start to wait for.
+    public var execMode: Bool = false
 }
 
 /// Messages from init to the runtime.

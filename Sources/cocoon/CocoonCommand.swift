@@ -83,7 +83,7 @@ struct Cocoon: ParsableCommand {
         abstract: "A container runtime that runs every pod in its own lightweight VM.",
         version: "cocoon version \(CocoonVersion.string)\nspec: 1.2.0",
         subcommands: [
-            Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, List.self, Ps.self,
+            Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, Exec.self, List.self, Ps.self,
             Pause.self, Resume.self, Update.self, Events.self, Spec.self,
             Check.self, Debug.self,
         ])

@@ -15,11 +15,17 @@ func containerRuntime(_ config: Configuration) throws -> ContainerRuntime {
         throw CLIError("VM isolation is not available through the runc command line yet: use --isolation process "
             + "(or runtime.isolation = \"process\" in \(config.source ?? Configuration.defaultPath)) to run on this host")
     }
-    return ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary())
+    return ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary(config))
 }
 
-/// cocoon-init, next to this executable (a build tree) or in ../libexec/cocoon (an installation).
-func initBinary() throws -> String {
+/// runtime.init, else cocoon-init next to this executable (a build tree) or in ../libexec/cocoon (an installation).
+func initBinary(_ config: Configuration) throws -> String {
+    if let configured = config.runtime.initBinary {
+        guard FileManager.default.isExecutableFile(atPath: configured) else {
+            throw CLIError("\(config.source ?? "configuration"): runtime.init: \(configured) is not an executable file (make builds build/bin/cocoon-init)")
+        }
+        return configured
+    }
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     let dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
     let candidates = [dir.appendingPathComponent("cocoon-init").path,
@@ -57,7 +63,7 @@ struct CreateFlags: ParsableArguments {
         o.noPivot = noPivot
         o.preserveFDs = preserveFds
         if let consoleSocket {
-            do {
+            do throws(SystemError) {
                 o.consoleSocket = try StreamSocket.connectUnix(path: consoleSocket, until: .after(seconds: 10)).detach()
             } catch {
                 throw CLIError("--console-socket \(consoleSocket): \(error.message)")
@@ -149,24 +155,11 @@ struct Run: ParsableCommand {
         var status: Int32 = 0
         try runtimeCommand(global) { config, _ in
             let runtime = try containerRuntime(config)
-            // Signals for the container are taken through a signalfd, blocked before any thread starts.
-            let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
-            let sigfd = forwarded.withUnsafeBufferPointer { cocoon_signalfd($0.baseAddress, Int32($0.count)) }
+            let foreground = try Foreground(wantsTerminal: flags.wantsTerminal && !detach)
             var options = try flags.options()
-            // A terminal in the foreground without a console socket: cocoon takes the pty itself.
-            var relayEnd: Int32?
-            if flags.wantsTerminal && options.consoleSocket == nil && !detach {
-                var pair: [Int32] = [0, 0]
-                guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else {
-                    throw CLIError("socketpair for the terminal: \(String(cString: strerror(errno)))")
-                }
-                _ = cocoon_set_cloexec(pair[0])
-                _ = cocoon_set_cloexec(pair[1])
-                relayEnd = pair[0]
-                options.consoleSocket = pair[1]
-            }
+            if options.consoleSocket == nil { options.consoleSocket = foreground.consoleSocket }
             let created = try runtime.create(id: id, bundle: flags.bundle, options: options)
-            if relayEnd != nil, let theirs = options.consoleSocket { close(theirs) }
+            foreground.created()
             do {
                 try runtime.start(id)
             } catch {
@@ -174,28 +167,7 @@ struct Run: ParsableCommand {
                 throw error
             }
             if detach { return }
-            if let relayEnd {
-                let relay = try TerminalRelay.receive(on: relayEnd, until: .after(seconds: 10))
-                close(relayEnd)
-                status = try relay.run(exitFD: created.process.exitDescriptor, signalFD: sigfd,
-                                       onSignal: { try? runtime.kill(id, signal: $0) },
-                                       exited: { created.process.poll()?.exitStatus })
-                if !keep { try runtime.delete(id, force: true) }
-                return
-            }
-            while true {
-                // The container runs as long as it runs; the poll wakes for its exit or a signal.
-                let ready = try Poll.wait(for: [created.process.exitDescriptor, sigfd], events: Int16(POLLIN), until: .after(seconds: 3600))
-                if ready == 1 {
-                    let sig = cocoon_signalfd_read(sigfd)
-                    if sig > 0 { try? runtime.kill(id, signal: sig) }
-                    continue
-                }
-                if let t = created.process.poll() {
-                    status = t.exitStatus
-                    break
-                }
-            }
+            status = try foreground.wait(for: created.process) { try? runtime.kill(id, signal: $0) }
             if !keep { try runtime.delete(id, force: true) }
         }
         if status != 0 { throw ExitCode(status) }
@@ -226,5 +198,129 @@ struct List: ParsableCommand {
                 }
             }
         }
+    }
+}
+
+/// What a foreground `run` or `exec` does while its process lives: forward signals, relay a terminal
+/// when there is no console socket, and return the exit status.
+struct Foreground {
+    let signalFD: Int32
+    /// Our end of the socket pair whose other end is the process's console socket.
+    let relayEnd: Int32?
+    let consoleSocket: Int32?
+
+    /// Blocks the forwarded signals into a signalfd (before any thread exists) and, for a terminal,
+    /// makes the socket pair that receives the pty master.
+    init(wantsTerminal: Bool) throws {
+        let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
+        signalFD = forwarded.withUnsafeBufferPointer { cocoon_signalfd($0.baseAddress, Int32($0.count)) }
+        guard wantsTerminal else {
+            relayEnd = nil
+            consoleSocket = nil
+            return
+        }
+        var pair: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else {
+            throw CLIError("socketpair for the terminal: \(String(cString: strerror(errno)))")
+        }
+        _ = cocoon_set_cloexec(pair[0])
+        _ = cocoon_set_cloexec(pair[1])
+        relayEnd = pair[0]
+        consoleSocket = pair[1]
+    }
+
+    /// The process has its end of the console socket: ours must not keep it open.
+    func created() {
+        if relayEnd != nil, let consoleSocket { close(consoleSocket) }
+    }
+
+    func wait(for process: ChildProcess, forward: (Int32) -> Void) throws -> Int32 {
+        if let relayEnd {
+            let relay = try TerminalRelay.receive(on: relayEnd, until: .after(seconds: 10))
+            close(relayEnd)
+            return try relay.run(exitFD: process.exitDescriptor, signalFD: signalFD, onSignal: forward,
+                                 exited: { process.poll()?.exitStatus })
+        }
+        while true {
+            // The process runs as long as it runs; the poll wakes for its exit or a signal.
+            let ready = try Poll.wait(for: [process.exitDescriptor, signalFD], events: Int16(POLLIN), until: .after(seconds: 3600))
+            if ready == 1 {
+                let sig = cocoon_signalfd_read(signalFD)
+                if sig > 0 { forward(sig) }
+                continue
+            }
+            if let t = process.poll() { return t.exitStatus }
+        }
+    }
+}
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a new process in a running container.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .long], help: "A process.json (runtime-spec process) instead of arguments.") var process: String?
+    @Flag(name: [.short, .long], help: "Allocate a terminal.") var tty = false
+    @Option(help: "A unix socket that receives the terminal's master fd.") var consoleSocket: String?
+    @Option(help: "Working directory in the container.") var cwd: String?
+    @Option(name: [.short, .long], help: "KEY=value, added to the environment (repeatable).") var env: [String] = []
+    @Option(name: [.short, .long], help: "uid[:gid] to run as.") var user: String?
+    @Option(name: [.customShort("g"), .long], help: "Additional group id (repeatable).") var additionalGids: [UInt32] = []
+    @Flag(help: "Set no_new_privs for the process.") var noNewPrivs = false
+    @Flag(name: [.short, .long], help: "Return once the process started.") var detach = false
+    @Option(help: "Write the process's PID here.") var pidFile: String?
+    @Argument(help: "The container id.") var id: String
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.") var command: [String] = []
+
+    func run() throws {
+        var status: Int32 = 0
+        try runtimeCommand(global) { config, _ in
+            let runtime = try containerRuntime(config)
+            var p: OCI.Process
+            if let process {
+                let data = process == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: process))
+                do { p = try JSONDecoder().decode(OCI.Process.self, from: data) } catch {
+                    throw CLIError("--process \(process): not a valid runtime-spec process: \(error)")
+                }
+            } else {
+                guard !command.isEmpty else { throw CLIError("exec needs a command after the container id, or --process") }
+                p = try runtime.execTemplate(id)
+                p.args = command
+                p.terminal = tty
+                p.consoleSize = nil
+            }
+            if !env.isEmpty { p.env = (p.env ?? []) + env }
+            if let cwd { p.cwd = cwd }
+            if let user {
+                let parts = user.split(separator: ":", omittingEmptySubsequences: false)
+                guard (1...2).contains(parts.count), let uid = UInt32(parts[0]), parts.count == 1 || UInt32(parts[1]) != nil else {
+                    throw CLIError("--user '\(user)' must be uid or uid:gid (numbers)")
+                }
+                p.user = User(uid: uid, gid: parts.count == 2 ? UInt32(parts[1])! : 0, umask: p.user.umask)
+            }
+            if !additionalGids.isEmpty { p.user.additionalGids = additionalGids }
+            if noNewPrivs { p.noNewPrivileges = true }
+            if tty { p.terminal = true }
+            let terminal = p.terminal == true
+            if terminal && detach && consoleSocket == nil {
+                throw CLIError("exec --detach with a terminal needs --console-socket")
+            }
+            let foreground = try Foreground(wantsTerminal: terminal && consoleSocket == nil)
+            var options = ContainerRuntime.ExecOptions()
+            options.pidFile = pidFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            if let consoleSocket {
+                guard terminal else { throw CLIError("--console-socket was given but the process has no terminal") }
+                do throws(SystemError) {
+                    options.consoleSocket = try StreamSocket.connectUnix(path: consoleSocket, until: .after(seconds: 10)).detach()
+                } catch {
+                    throw CLIError("--console-socket \(consoleSocket): \(error.message)")
+                }
+            } else {
+                options.consoleSocket = foreground.consoleSocket
+            }
+            let child = try runtime.exec(id, process: p, options: options)
+            foreground.created()
+            if detach { return }
+            status = try foreground.wait(for: child) { child.signal($0) }
+        }
+        if status != 0 { throw ExitCode(status) }
     }
 }

@@ -165,6 +165,43 @@ struct ProcessIsolationTests {
         #expect(!mounts.contains("cocoon-init"))
     }
 
+    @Test func execJoinsTheContainer() throws {
+        let b = try BundleFixture(args: ["sleep", "60"])
+        defer { b.remove() }
+        let id = "exec-join"
+        #expect(try b.cocoon(["run", "-d", "-b", b.directory, id]).0 == 0)
+        defer { _ = try? b.cocoon(["delete", "--force", id]) }
+        // The container's pid namespace (sleep is 1), hostname, root, cgroup, and the exit status.
+        var r = try b.cocoon(["exec", id, "sh", "-c", "echo pid=$$ host=$(hostname); tr '\\0' ' ' < /proc/1/cmdline; echo; test -e /etc/debian_version || echo own-root; exit 4"])
+        #expect(r.0 == 4, "\(r.2)")
+        #expect(r.1.contains("host=cocoon"))
+        #expect(r.1.contains("sleep 60"))
+        #expect(r.1.contains("own-root"))
+        #expect(!r.1.contains("pid=1 "))
+        // ps lists the exec'd process while it runs: it is in the container's cgroup.
+        r = try b.cocoon(["exec", id, "sh", "-c", "cat /proc/self/cgroup | grep memory"])
+        #expect(r.1.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(":memory:/"), "\(r.1)")
+        // User, environment, working directory, stdin.
+        r = try b.cocoon(["exec", "--user", "1000:1000", "--env", "GREETING=hi", "--cwd", "/tmp", id,
+                          "sh", "-c", "id -u; echo $GREETING; pwd; read x; echo got:$x"], stdin: "input\n")
+        #expect(r.0 == 0, "\(r.2)")
+        #expect(r.1 == "1000\nhi\n/tmp\ngot:input\n")
+        // A terminal relayed by cocoon.
+        r = try b.cocoon(["exec", "-t", id, "sh", "-c", "test -t 0 && echo tty-ok"])
+        #expect(r.1.contains("tty-ok"))
+        // Errors: an unknown program, a stopped container.
+        r = try b.cocoon(["exec", id, "no-such-program"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("executable file not found"))
+        #expect(r.2.components(separatedBy: "executable file not found").count == 2, "reported once: \(r.2)")
+        #expect(try b.cocoon(["kill", id, "KILL"]).0 == 0)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, try b.cocoon(["state", id]).1.contains("\"running\"") { usleep(20000) }
+        r = try b.cocoon(["exec", id, "true"])
+        #expect(r.0 == 1)
+        #expect(r.2.contains("stopped"))
+    }
+
     @Test func forceDeleteKillsARunningContainer() throws {
         let b = try BundleFixture(args: ["sleep", "60"])
         defer { b.remove() }
