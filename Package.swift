@@ -20,7 +20,7 @@ let package = Package(
     ],
     targets: [
         // The one C target: syscalls and process-start code Swift cannot express safely.
-        .target(name: "CSupport"),
+        .target(name: "CSupport", linkerSettings: [.linkedLibrary("seccomp")]),
         // gRPC/ttrpc status codes shared by every module's error type.
         .target(name: "StatusCodes"),
         // Owned file descriptors, poll with deadlines, errno errors, threads.

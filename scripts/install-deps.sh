@@ -4,6 +4,8 @@
 set -euo pipefail
 
 packages=(
+  # cocoon itself: libseccomp for seccomp profiles (static library for cocoon-init and the agent)
+  libseccomp-dev
   # guest kernel build
   linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils cpio file
   # running VMs

@@ -54,6 +54,7 @@ public enum InitProcess {
         let env: [String]
         let process: OCI.Process
         let noNewPrivileges: Bool
+        let seccomp: SeccompFilter.Compiled?
     }
 
     static func check(_ step: @autoclosure () -> String, _ r: Int32) throws(LinuxContainerError) {
@@ -75,7 +76,8 @@ public enum InitProcess {
             let path = try lookPath((process.args ?? [])[0], env: env)
             try check("chdir \(process.cwd)", chdir(process.cwd))
             return Prepared(fifo: -1, path: path, argv: process.args ?? [], env: env, process: process,
-                            noNewPrivileges: process.noNewPrivileges ?? false)
+                            noNewPrivileges: process.noNewPrivileges ?? false,
+                            seccomp: try compileSeccomp(config.spec.linux?.seccomp))
         }
         // Opened before pivot_root, while the host path is reachable; O_PATH so it does not block.
         let fifo = cocoon_open_path(config.execFifo)
@@ -120,7 +122,13 @@ public enum InitProcess {
         let path = try lookPath(args[0], env: env)
         try check("chdir \(process.cwd)", chdir(process.cwd))
         return Prepared(fifo: fifo, path: path, argv: args, env: env, process: process,
-                        noNewPrivileges: process.noNewPrivileges ?? false)
+                        noNewPrivileges: process.noNewPrivileges ?? false,
+                        seccomp: try compileSeccomp(spec.linux?.seccomp))
+    }
+
+    static func compileSeccomp(_ profile: Seccomp?) throws(LinuxContainerError) -> SeccompFilter.Compiled? {
+        guard let profile else { return nil }
+        return try SeccompFilter(profile: profile).compile()
     }
 
     static func applyLimits(_ process: OCI.Process) throws(LinuxContainerError) {
@@ -186,8 +194,12 @@ public enum InitProcess {
     /// Drops to the user and capabilities of the spec and execs. Runs on one thread, so the
     /// credentials, capabilities and no_new_privs of this thread are what the program gets.
     static func execute(_ p: Prepared) throws(LinuxContainerError) -> Never {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it (runc's order).
+        if let seccomp = p.seccomp, !p.noNewPrivileges { try seccomp.load() }
         try Credentials.apply(user: p.process.user, capabilities: p.process.capabilities)
         if p.noNewPrivileges { try check("no_new_privs", cocoon_set_no_new_privs()) }
+        // With it, as late as possible: only execve and what follows run under the filter.
+        if let seccomp = p.seccomp, p.noNewPrivileges { try seccomp.load() }
         if let umask = p.process.user.umask { _ = Glibc.umask(mode_t(umask)) }
         closeDescriptors(above: 2)
         // An ignored signal stays ignored across execve: give the program the default SIGPIPE.

@@ -488,3 +488,42 @@ struct TerminalTests {
         #expect(!BundleFixture.leftovers().contains("tty-nosocket") && !BundleFixture.leftovers().contains("tty-notty"))
     }
 }
+
+@Suite(.serialized, .enabled(if: BundleFixture.skipReason == nil, Comment(rawValue: BundleFixture.skipReason ?? "")))
+struct SeccompTests {
+    func profile(_ action: String = "SCMP_ACT_ERRNO") -> [String: Any] {
+        ["defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+         "syscalls": [["names": ["mkdir", "mkdirat", "no_such_syscall"], "action": action, "errnoRet": 1]]]
+    }
+
+    @Test(arguments: [true, false])
+    func aProfileDeniesASyscall(noNewPrivileges: Bool) throws {
+        let b = try BundleFixture(args: ["sh", "-c", "mkdir /dev/shm/d && echo made-dir; touch /dev/shm/f && echo made-file"]) { config in
+            var linux = config["linux"] as! [String: Any]
+            linux["seccomp"] = self.profile()
+            config["linux"] = linux
+            var process = config["process"] as! [String: Any]
+            process["noNewPrivileges"] = noNewPrivileges
+            config["process"] = process
+        }
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, "seccomp-\(noNewPrivileges)"])
+        #expect(status == 0, "\(err)")
+        #expect(!out.contains("made-dir"))
+        #expect(err.contains("Operation not permitted"))
+        #expect(out.contains("made-file"), "other syscalls are allowed")
+    }
+
+    @Test func unsupportedActionFailsCreate() throws {
+        let b = try BundleFixture(args: ["true"]) { config in
+            var linux = config["linux"] as! [String: Any]
+            linux["seccomp"] = self.profile("SCMP_ACT_NOTIFY")
+            config["linux"] = linux
+        }
+        defer { b.remove() }
+        let (status, _, err) = try b.cocoon(["create", "-b", b.directory, "seccomp-notify"])
+        #expect(status == 1)
+        #expect(err.contains("seccomp: action SCMP_ACT_NOTIFY is not supported"), "\(err)")
+        #expect(!BundleFixture.leftovers().contains("seccomp-notify"))
+    }
+}

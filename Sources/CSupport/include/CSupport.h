@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+// libseccomp, for OCI seccomp profiles (linked statically into cocoon-init and the agent).
+#include <seccomp.h>
 
 /// How a child is started by cocoon_spawn.
 typedef struct {
