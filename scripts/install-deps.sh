@@ -15,7 +15,7 @@ packages=(
   # container test fixtures, and the runtimes the benchmarks compare with
   busybox-static runc crun
   # real clients in the tests: containerd and ctr, and umoci to build the offline busybox image
-  containerd umoci
+  containerd umoci docker.io
 )
 
 missing=()

@@ -171,6 +171,10 @@ public struct CgroupManager: Sendable {
         guard let dir else {
             throw CgroupError(.failedPrecondition, "\(key): the cgroup controller for \(file) is not available on this host")
         }
+        // Never O_CREAT: a missing control file means the kernel does not offer it here.
+        guard Files.exists(dir + "/" + file) else {
+            throw CgroupError(.failedPrecondition, "\(key): this host's cgroup has no \(file) (\(dir))")
+        }
         do { try Files.writeString(dir + "/" + file, value) } catch {
             throw CgroupError(error.code == .notFound ? .failedPrecondition : error.code,
                               "\(key): write \(value) to \(dir)/\(file): \(error.message)")

@@ -18,6 +18,9 @@ func deviceRuleLine(_ r: DeviceCgroupRule) -> String {
     return "\(r.type ?? "a") \(major):\(minor) \(r.access ?? "rwm")"
 }
 
+/// runc's convention, which docker relies on: 0 means "leave as it is".
+func set<T: BinaryInteger>(_ v: T?) -> T? { v.flatMap { $0 == 0 ? nil : $0 } }
+
 /// cgroup v1 files (hybrid and legacy hosts).
 struct CgroupV1Limits {
     let manager: CgroupManager
@@ -25,8 +28,8 @@ struct CgroupV1Limits {
     func apply(_ r: Resources) throws(CgroupError) {
         if let m = r.memory { try memory(m) }
         if let c = r.cpu { try cpu(c) }
-        if let p = r.pids {
-            try manager.write(manager.directory("pids"), "pids.max", p.limit > 0 ? "\(p.limit)" : "max", key: "linux.resources.pids.limit")
+        if let p = set(r.pids?.limit) {
+            try manager.write(manager.directory("pids"), "pids.max", p > 0 ? "\(p)" : "max", key: "linux.resources.pids.limit")
         }
         if let b = r.blockIO { try blockIO(b) }
         for h in r.hugepageLimits ?? [] {
@@ -49,19 +52,20 @@ struct CgroupV1Limits {
         let key = "linux.resources.memory"
         let hasSwapFile = dir.map { Files.exists($0 + "/memory.memsw.limit_in_bytes") } ?? false
         // memsw must stay >= limit, so the order of the two writes depends on the direction of change.
-        if let limit = m.limit {
+        let swap = set(m.swap)
+        if let limit = set(m.limit) {
             do {
                 try manager.write(dir, "memory.limit_in_bytes", "\(limit)", key: key + ".limit")
-                if let swap = m.swap, hasSwapFile { try manager.write(dir, "memory.memsw.limit_in_bytes", "\(swap)", key: key + ".swap") }
+                if let swap, hasSwapFile { try manager.write(dir, "memory.memsw.limit_in_bytes", "\(swap)", key: key + ".swap") }
             } catch {
-                guard let swap = m.swap, hasSwapFile else { throw error }
+                guard let swap, hasSwapFile else { throw error }
                 try manager.write(dir, "memory.memsw.limit_in_bytes", "\(swap)", key: key + ".swap")
                 try manager.write(dir, "memory.limit_in_bytes", "\(limit)", key: key + ".limit")
             }
-        } else if let swap = m.swap, hasSwapFile {
+        } else if let swap, hasSwapFile {
             try manager.write(dir, "memory.memsw.limit_in_bytes", "\(swap)", key: key + ".swap")
         }
-        if let r = m.reservation { try manager.write(dir, "memory.soft_limit_in_bytes", "\(r)", key: key + ".reservation") }
+        if let r = set(m.reservation) { try manager.write(dir, "memory.soft_limit_in_bytes", "\(r)", key: key + ".reservation") }
         if let s = m.swappiness { try manager.write(dir, "memory.swappiness", "\(s)", key: key + ".swappiness") }
         if m.disableOOMKiller == true { try manager.write(dir, "memory.oom_control", "1", key: key + ".disableOOMKiller") }
     }
@@ -69,9 +73,9 @@ struct CgroupV1Limits {
     func cpu(_ c: CPUResources) throws(CgroupError) {
         let dir = manager.directory("cpu")
         let key = "linux.resources.cpu"
-        if let s = c.shares { try manager.write(dir, "cpu.shares", "\(s)", key: key + ".shares") }
-        if let p = c.period { try manager.write(dir, "cpu.cfs_period_us", "\(p)", key: key + ".period") }
-        if let q = c.quota { try manager.write(dir, "cpu.cfs_quota_us", "\(q)", key: key + ".quota") }
+        if let s = set(c.shares) { try manager.write(dir, "cpu.shares", "\(s)", key: key + ".shares") }
+        if let p = set(c.period) { try manager.write(dir, "cpu.cfs_period_us", "\(p)", key: key + ".period") }
+        if let q = set(c.quota) { try manager.write(dir, "cpu.cfs_quota_us", "\(q)", key: key + ".quota") }
         if let p = c.realtimePeriod { try manager.write(dir, "cpu.rt_period_us", "\(p)", key: key + ".realtimePeriod") }
         if let r = c.realtimeRuntime { try manager.write(dir, "cpu.rt_runtime_us", "\(r)", key: key + ".realtimeRuntime") }
         if let cpus = c.cpus, !cpus.isEmpty { try manager.write(manager.directory("cpuset"), "cpuset.cpus", cpus, key: key + ".cpus") }
@@ -81,7 +85,8 @@ struct CgroupV1Limits {
     func blockIO(_ b: BlockIOResources) throws(CgroupError) {
         let dir = manager.directory("blkio")
         let key = "linux.resources.blockIO"
-        if let w = b.weight { try manager.write(dir, "blkio.weight", "\(w)", key: key + ".weight") }
+        // 0 means "not set" to docker and runc.
+        if let w = b.weight, w != 0 { try manager.write(dir, "blkio.weight", "\(w)", key: key + ".weight") }
         for d in b.weightDevice ?? [] {
             if let w = d.weight { try manager.write(dir, "blkio.weight_device", "\(d.major):\(d.minor) \(w)", key: key + ".weightDevice") }
         }
@@ -114,27 +119,27 @@ struct CgroupV2Limits {
         let dir = manager.directory("")
         let key = "linux.resources"
         if let m = r.memory {
-            if let l = m.limit { try manager.write(dir, "memory.max", l < 0 ? "max" : "\(l)", key: key + ".memory.limit") }
-            if let res = m.reservation { try manager.write(dir, "memory.low", res < 0 ? "max" : "\(res)", key: key + ".memory.reservation") }
-            if let s = m.swap {
+            if let l = set(m.limit) { try manager.write(dir, "memory.max", l < 0 ? "max" : "\(l)", key: key + ".memory.limit") }
+            if let res = set(m.reservation) { try manager.write(dir, "memory.low", res < 0 ? "max" : "\(res)", key: key + ".memory.reservation") }
+            if let s = set(m.swap) {
                 // v1's swap is memory+swap; v2 limits swap alone.
                 let value = s < 0 ? "max" : "\(max(0, s - (m.limit ?? 0)))"
                 try manager.write(dir, "memory.swap.max", value, key: key + ".memory.swap")
             }
         }
         if let c = r.cpu {
-            if let s = c.shares { try manager.write(dir, "cpu.weight", "\(Self.cpuWeight(shares: s))", key: key + ".cpu.shares") }
-            if c.quota != nil || c.period != nil {
-                let quota = c.quota.map { $0 < 0 ? "max" : "\($0)" } ?? "max"
-                try manager.write(dir, "cpu.max", "\(quota) \(c.period ?? 100_000)", key: key + ".cpu.quota")
+            if let s = set(c.shares) { try manager.write(dir, "cpu.weight", "\(Self.cpuWeight(shares: s))", key: key + ".cpu.shares") }
+            if set(c.quota) != nil || set(c.period) != nil {
+                let quota = set(c.quota).map { $0 < 0 ? "max" : "\($0)" } ?? "max"
+                try manager.write(dir, "cpu.max", "\(quota) \(set(c.period) ?? 100_000)", key: key + ".cpu.quota")
             }
             if let i = c.idle { try manager.write(dir, "cpu.idle", "\(i)", key: key + ".cpu.idle") }
             if let cpus = c.cpus, !cpus.isEmpty { try manager.write(dir, "cpuset.cpus", cpus, key: key + ".cpu.cpus") }
             if let mems = c.mems, !mems.isEmpty { try manager.write(dir, "cpuset.mems", mems, key: key + ".cpu.mems") }
         }
-        if let p = r.pids { try manager.write(dir, "pids.max", p.limit > 0 ? "\(p.limit)" : "max", key: key + ".pids.limit") }
+        if let p = set(r.pids?.limit) { try manager.write(dir, "pids.max", p > 0 ? "\(p)" : "max", key: key + ".pids.limit") }
         if let b = r.blockIO {
-            if let w = b.weight { try manager.write(dir, "io.weight", "default \(Self.ioWeight(w))", key: key + ".blockIO.weight") }
+            if let w = b.weight, w != 0 { try manager.write(dir, "io.weight", "default \(Self.ioWeight(w))", key: key + ".blockIO.weight") }
             let throttles: [(String, [ThrottleDevice]?)] = [
                 ("rbps", b.throttleReadBpsDevice), ("wbps", b.throttleWriteBpsDevice),
                 ("riops", b.throttleReadIOPSDevice), ("wiops", b.throttleWriteIOPSDevice),

@@ -105,7 +105,6 @@ public enum InitProcess {
         // createContainer hooks: in the container's namespaces, before pivot_root.
         try HookRunner.run(hooks?.createContainer, kind: "createContainer", state: config.hookState(.creating, pid: getpid()))
         if config.newMountNamespace { try rootfs.finish() }
-        if let console = config.consoleSocketFD { try setUpTerminal(console: console, size: process.consoleSize) }
         if let hostname = spec.hostname { try check("sethostname \(hostname)", cocoon_sethostname(hostname)) }
         if let domain = spec.domainname { try check("setdomainname \(domain)", cocoon_setdomainname(domain)) }
         for (key, value) in (spec.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -116,6 +115,8 @@ public enum InitProcess {
                 throw LinuxContainerError(step: "sysctl \(key)", error.message)
             }
         }
+        if config.newMountNamespace { try rootfs.seal() }
+        if let console = config.consoleSocketFD { try setUpTerminal(console: console, size: process.consoleSize) }
         try applyLimits(process)
         let env = process.env ?? []
         let args = process.args ?? []

@@ -35,9 +35,13 @@ struct RootFS {
         for d in spec.linux?.devices ?? [] { try createDevice(d) }
     }
 
-    /// pivot_root, masked and read-only paths, read-only root.
+    /// pivot_root. Sysctls are written after this, while /proc/sys is still writable.
     func finish() throws(LinuxContainerError) {
         try pivot()
+    }
+
+    /// Masked and read-only paths, read-only root: the last steps, after the sysctls.
+    func seal() throws(LinuxContainerError) {
         for path in spec.linux?.maskedPaths ?? [] { try mask(path) }
         for path in spec.linux?.readonlyPaths ?? [] { try makeReadOnly(path) }
         if spec.root?.readonly == true {

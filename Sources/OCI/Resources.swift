@@ -104,6 +104,10 @@ public struct BlockIOResources: Codable, Sendable, Equatable {
 public struct HugepageLimit: Codable, Sendable, Equatable {
     public var pageSize: String
     public var limit: UInt64
+    public init(pageSize: String, limit: UInt64) {
+        self.pageSize = pageSize
+        self.limit = limit
+    }
 }
 
 public struct NetworkResources: Codable, Sendable, Equatable {

@@ -182,16 +182,17 @@ struct Validator {
             }
         }
         if let m = r.memory {
-            if let l = m.limit, l == 0 || l < -1 { fail("linux.resources.memory.limit", "must be positive, or -1 for no limit") }
-            if let s = m.swap, s < -1 { fail("linux.resources.memory.swap", "must be positive, or -1 for no limit") }
+            // 0 means "not set" (docker sends zeros for what it does not change), as in runc.
+            if let l = m.limit, l < -1 { fail("linux.resources.memory.limit", "must be positive, -1 for no limit, or 0 for unchanged") }
+            if let s = m.swap, s < -1 { fail("linux.resources.memory.swap", "must be positive, -1 for no limit, or 0 for unchanged") }
             if let l = m.limit, let s = m.swap, l > 0, s > 0, s < l {
                 fail("linux.resources.memory.swap", "memory+swap (\(s)) must not be below the memory limit (\(l))")
             }
             if let sw = m.swappiness, sw > 100 { fail("linux.resources.memory.swappiness", "must be 0 to 100") }
         }
         if let c = r.cpu {
-            if let q = c.quota, q == 0 || q < -1 { fail("linux.resources.cpu.quota", "must be positive, or -1 for no limit") }
-            if let p = c.period, !(1000...1_000_000).contains(p) {
+            if let q = c.quota, q < -1 { fail("linux.resources.cpu.quota", "must be positive, -1 for no limit, or 0 for unchanged") }
+            if let p = c.period, p != 0, !(1000...1_000_000).contains(p) {
                 fail("linux.resources.cpu.period", "\(p) is out of range; valid: 1000 to 1000000 microseconds")
             }
             if let s = c.cpus, !s.isEmpty, !s.allSatisfy({ $0.isNumber || $0 == "," || $0 == "-" }) {

@@ -39,11 +39,18 @@ import Testing
         let m = try CgroupManager(cgroupsPath: "/pod/c1", containerID: "c1", mountRoot: root)
         #expect(m.mode == .unified)
         try m.create()
+        // The kernel provides the control files of a new cgroup; cocoon never creates them.
+        for file in ["memory.max", "memory.low", "memory.swap.max", "memory.high", "cpu.weight", "cpu.max", "cpuset.cpus", "pids.max"] {
+            FileManager.default.createFile(atPath: root + "/pod/c1/" + file, contents: nil)
+        }
+        #expect(throws: CgroupError.self, "a missing control file is an error, not a file to create") {
+            try m.apply(Resources(hugepageLimits: [HugepageLimit(pageSize: "2MB", limit: 1)]))
+        }
         #expect(try String(contentsOfFile: root + "/cgroup.subtree_control", encoding: .utf8) == "+pids",
                 "controllers are enabled one by one in the ancestors (a plain file keeps the last write)")
         var r = Resources(memory: MemoryResources(limit: 64 << 20, reservation: 32 << 20, swap: 96 << 20),
                           cpu: CPUResources(shares: 1024, quota: 50_000, period: 100_000, cpus: "0-1"),
-                          pids: PidsResources(limit: 0))
+                          pids: PidsResources(limit: -1))
         r.unified = ["memory.high": "60000000"]
         try m.apply(r)
         #expect(read("memory.max") == "67108864")
@@ -57,5 +64,10 @@ import Testing
         try m.apply(Resources(memory: MemoryResources(limit: -1), cpu: CPUResources(quota: -1)))
         #expect(read("memory.max") == "max")
         #expect(read("cpu.max") == "max 100000")
+        // Zeros mean "unchanged" (docker update sends them for what it does not set).
+        try m.apply(Resources(memory: MemoryResources(limit: 0), cpu: CPUResources(shares: 0, quota: 0, period: 0), pids: PidsResources(limit: 0)))
+        #expect(read("memory.max") == "max")
+        #expect(read("cpu.weight") == "39")
+        #expect(read("pids.max") == "max")
     }
 }

@@ -16,9 +16,21 @@ struct BundleFixture {
         return nil
     }
 
+    /// The static init stage `make` builds: exec needs it (a dynamically linked one cannot run
+    /// inside a container's root).
+    static let staticInit = repository + "/build/bin/cocoon-init"
+
+    /// A configuration naming it, passed to every cocoon the tests run, whatever the environment holds.
+    static let configFile: String = {
+        let path = NSTemporaryDirectory() + "cocoon-test-config-\(getpid()).toml"
+        try? "[runtime]\ninit = \"\(staticInit)\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
     static var skipReason: String? {
         if geteuid() != 0 { return "container tests need root" }
         if cocoon == nil { return "the cocoon binary is not built next to the tests (swift build)" }
+        if !FileManager.default.isExecutableFile(atPath: staticInit) { return "\(staticInit) is not built (make builds it)" }
         if !FileManager.default.isExecutableFile(atPath: "/bin/busybox") { return "busybox-static is not installed (make deps)" }
         return nil
     }
@@ -43,7 +55,7 @@ struct BundleFixture {
         stateRoot = "/run/cocoon-test-containers"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: directory + "/rootfs", withDestinationPath: Self.sharedRootfs)
-        let (status, _, err) = try Self.run(["spec", "--bundle", directory])
+        let (status, _, err) = try Self.run(["--config", Self.configFile, "spec", "--bundle", directory])
         #expect(status == 0, "cocoon spec: \(err)")
         let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/config.json"))
         var config = try JSONSerialization.jsonObject(with: data) as! [String: Any]
@@ -58,7 +70,7 @@ struct BundleFixture {
 
     /// Runs `cocoon --isolation process --root <state> ARGS` with a deadline.
     func cocoon(_ args: [String], stdin: String? = nil, timeout: Double = 30) throws -> (Int32, String, String) {
-        try Self.run(["--isolation", "process", "--root", stateRoot] + args, stdin: stdin, timeout: timeout)
+        try Self.run(["--config", Self.configFile, "--isolation", "process", "--root", stateRoot] + args, stdin: stdin, timeout: timeout)
     }
 
     static func run(_ args: [String], stdin: String? = nil, timeout: Double = 30) throws -> (Int32, String, String) {

@@ -34,7 +34,7 @@ final class PrivateContainerd: @unchecked Sendable {
         try config.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
         // ctr --runc-binary takes a path, not arguments: a wrapper selects process isolation.
         wrapper = directory + "/cocoon-process"
-        try "#!/bin/sh\nexec \(try #require(BundleFixture.cocoon)) --isolation process \"$@\"\n"
+        try "#!/bin/sh\nexec \(try #require(BundleFixture.cocoon)) --config \(BundleFixture.configFile) --isolation process \"$@\"\n"
             .write(toFile: wrapper, atomically: true, encoding: .utf8)
         chmod(wrapper, 0o755)
         process = Foundation.Process()

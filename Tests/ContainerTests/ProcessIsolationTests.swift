@@ -243,7 +243,7 @@ struct ProcessIsolationTests {
         r = try b.cocoon(["kill", "whatever", "SIGNOPE"])
         #expect(r.0 == 1)
         #expect(r.2.contains("invalid signal"))
-        r = try BundleFixture.run(["create", "-b", b.directory, "vm-mode"])
+        r = try BundleFixture.run(["--config", BundleFixture.configFile, "create", "-b", b.directory, "vm-mode"])
         #expect(r.0 == 1)
         #expect(r.2.contains("--isolation process"))
     }
@@ -334,7 +334,7 @@ struct CgroupIntegrationTests {
         #expect(((data?["memory"] as? [String: Any])?["usage"] as? [String: Any])?["limit"] as? Int == 48 << 20)
         #expect((data?["pids"] as? [String: Any])?["limit"] as? Int == 50)
         #expect((data?["pids"] as? [String: Any])?["current"] as? Int == 3)
-        r = try b.cocoon(["update", "--memory", "0", id])
+        r = try b.cocoon(["update", "--memory=-7", id])
         #expect(r.0 == 1)
         #expect(r.2.contains("linux.resources.memory.limit"))
         // kill --all reaches every process, then delete removes the cgroup.

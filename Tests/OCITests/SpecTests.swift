@@ -146,10 +146,12 @@ import Testing
     }
 
     @Test func resources() {
-        expectProblems(["linux.resources.memory.limit"]) { $0.linux?.resources = Resources(memory: MemoryResources(limit: 0)) }
+        expectProblems(["linux.resources.memory.limit"]) { $0.linux?.resources = Resources(memory: MemoryResources(limit: -2)) }
+        expectProblems([]) { $0.linux?.resources = Resources(memory: MemoryResources(limit: 0)) }
         expectProblems([]) { $0.linux?.resources = Resources(memory: MemoryResources(limit: -1)) }
         expectProblems(["linux.resources.memory.swap"]) { $0.linux?.resources = Resources(memory: MemoryResources(limit: 100, swap: 50)) }
-        expectProblems(["linux.resources.cpu.quota"]) { $0.linux?.resources = Resources(cpu: CPUResources(quota: 0)) }
+        expectProblems(["linux.resources.cpu.quota"]) { $0.linux?.resources = Resources(cpu: CPUResources(quota: -5)) }
+        expectProblems([]) { $0.linux?.resources = Resources(cpu: CPUResources(quota: 0, period: 0)) }
         expectProblems(["linux.resources.cpu.period"]) { $0.linux?.resources = Resources(cpu: CPUResources(period: 10)) }
         expectProblems(["linux.resources.cpu.cpus"]) { $0.linux?.resources = Resources(cpu: CPUResources(cpus: "0-1;rm")) }
         expectProblems(["linux.resources.devices[0].type", "linux.resources.devices[0].access"]) { $0.linux?.resources = Resources(devices: [DeviceCgroupRule(allow: true, type: "z", access: "rwx")]) }
