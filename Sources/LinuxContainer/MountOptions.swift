@@ -13,14 +13,14 @@ public struct MountOptions: Equatable, Sendable {
     public var isRecursiveBind: Bool { isBind && flags & UInt(MS_REC) != 0 }
     public var isReadOnly: Bool { flags & UInt(MS_RDONLY) != 0 }
 
-    static let setting: [String: UInt] = [
+    public static let setting: [String: UInt] = [
         "ro": UInt(MS_RDONLY), "nosuid": UInt(MS_NOSUID), "nodev": UInt(MS_NODEV), "noexec": UInt(MS_NOEXEC),
         "sync": UInt(MS_SYNCHRONOUS), "dirsync": UInt(MS_DIRSYNC), "remount": UInt(MS_REMOUNT),
         "mand": UInt(MS_MANDLOCK), "noatime": UInt(MS_NOATIME), "nodiratime": UInt(MS_NODIRATIME),
         "bind": UInt(MS_BIND), "rbind": UInt(MS_BIND | MS_REC), "relatime": UInt(MS_RELATIME),
         "strictatime": UInt(MS_STRICTATIME), "silent": UInt(MS_SILENT), "lazytime": UInt(1 << 25),
     ]
-    static let clearing: [String: UInt] = [
+    public static let clearing: [String: UInt] = [
         "rw": UInt(MS_RDONLY), "suid": UInt(MS_NOSUID), "dev": UInt(MS_NODEV), "exec": UInt(MS_NOEXEC),
         "async": UInt(MS_SYNCHRONOUS), "atime": UInt(MS_NOATIME), "diratime": UInt(MS_NODIRATIME),
         "norelatime": UInt(MS_RELATIME), "nostrictatime": UInt(MS_STRICTATIME), "nomand": UInt(MS_MANDLOCK),

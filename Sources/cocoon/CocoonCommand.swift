@@ -84,7 +84,7 @@ struct Cocoon: ParsableCommand {
         version: "cocoon version \(CocoonVersion.string)\nspec: 1.2.0",
         subcommands: [
             Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, Exec.self, List.self, Ps.self,
-            Pause.self, Resume.self, Update.self, Events.self, Spec.self,
+            Pause.self, Resume.self, Update.self, Events.self, Spec.self, FeaturesCommand.self,
             Check.self, Debug.self,
         ])
 

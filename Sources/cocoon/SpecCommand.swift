@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LinuxContainer
 import OCI
 
 struct Spec: ParsableCommand {
@@ -43,5 +44,16 @@ enum DefaultSpec {
                 maskedPaths: ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                               "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
                 readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]))
+    }
+}
+
+struct FeaturesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "features",
+        abstract: "Print what this runtime implements (the runtime-spec features document).")
+
+    func run() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(SupportedFeatures.document()), as: UTF8.self))
     }
 }

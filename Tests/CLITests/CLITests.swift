@@ -49,6 +49,23 @@ import Testing
     }
 
     @Test(.enabled(if: binary != nil, "the cocoon binary is not built next to the tests: run `swift build` first"))
+    func featuresDescribeWhatIsImplemented() throws {
+        let (status, out, _) = try run(["features"])
+        #expect(status == 0)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(doc["ociVersionMin"] as? String == "1.0.0")
+        #expect((doc["hooks"] as? [String])?.count == 6)
+        #expect((doc["mountOptions"] as? [String])?.contains("rbind") == true)
+        let linux = try #require(doc["linux"] as? [String: Any])
+        #expect((linux["namespaces"] as? [String])?.contains("user") == true)
+        #expect((linux["capabilities"] as? [String])?.last == "CAP_CHECKPOINT_RESTORE")
+        let seccomp = try #require(linux["seccomp"] as? [String: Any])
+        #expect(seccomp["enabled"] as? Bool == true)
+        #expect((seccomp["actions"] as? [String])?.contains("SCMP_ACT_NOTIFY") == false, "not claimed: refused at create")
+        #expect((linux["cgroup"] as? [String: Any])?["systemd"] as? Bool == false)
+    }
+
+    @Test(.enabled(if: binary != nil, "the cocoon binary is not built next to the tests: run `swift build` first"))
     func badConfigurationNamesFileAndKey() throws {
         let path = try writeTemp("[hypervisor]\nmachine = \"virt\"\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
