@@ -68,19 +68,21 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Helpers shared by the test targets.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
-            "AgentAPI", "GuestAgent", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log"),
+            "AgentAPI", "GuestAgent", "Sockets", "SystemCalls", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
-        .testTarget(name: "CLITests", dependencies: ["cocoon"]),
-        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init", "CSupport", "Sockets", "SystemCalls"]),
+        .testTarget(name: "CLITests", dependencies: ["cocoon", "TestSupport"]),
+        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init", "CSupport", "Sockets", "SystemCalls", "TestSupport"]),
     ]
 )

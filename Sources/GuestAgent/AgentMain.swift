@@ -158,13 +158,7 @@ enum SerialPort {
 
     static func find(name: String) -> String? {
         let base = "/sys/class/virtio-ports"
-        guard let dir = opendir(base) else { return nil }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let port = withUnsafePointer(to: entry.pointee.d_name) {
-                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-            }
-            guard !port.hasPrefix(".") else { continue }
+        for port in Files.entries(base).map(\.name) where !port.hasPrefix(".") {
             let portName = (try? Files.readString("\(base)/\(port)/name"))?.split(separator: "\n").first.map(String.init)
             if portName == name { return "/dev/\(port)" }
         }

@@ -213,15 +213,7 @@ public enum InitProcess {
 
     /// Marks every descriptor above `fd` close-on-exec, so nothing of the runtime leaks in.
     static func closeDescriptors(above fd: Int32) {
-        guard let dir = opendir("/proc/self/fd") else { return }
-        var fds: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-            }
-            if let n = Int32(name), n > fd { fds.append(n) }
-        }
-        closedir(dir)
+        let fds = Files.entries("/proc/self/fd").compactMap { Int32($0.name) }.filter { $0 > fd }
         for n in fds { _ = cocoon_set_cloexec(n) }
     }
 }

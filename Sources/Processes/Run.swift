@@ -16,19 +16,9 @@ extension ChildProcess {
     /// The same with the caller's options (argv0, environment) and bytes for stdin.
     public static func run(_ executable: String, _ arguments: [String], options base: Options, input: [UInt8],
                            timeout: Double) throws(SystemError) -> (Termination, String) {
-        var fds: [Int32] = [0, 0]
-        try SystemError.check("pipe") { pipe(&fds) }
-        _ = cocoon_set_cloexec(fds[0])
-        _ = cocoon_set_cloexec(fds[1])
-        let readEnd = FileDescriptor(adopting: fds[0])
-        let writeEnd = FileDescriptor(adopting: fds[1])
+        let (readEnd, writeEnd) = try makePipe()
         // stdin through a pipe (state JSON for OCI hooks is small: it fits the pipe buffer).
-        var inFDs: [Int32] = [0, 0]
-        try SystemError.check("pipe") { pipe(&inFDs) }
-        _ = cocoon_set_cloexec(inFDs[0])
-        _ = cocoon_set_cloexec(inFDs[1])
-        let inRead = FileDescriptor(adopting: inFDs[0])
-        let inWrite = FileDescriptor(adopting: inFDs[1])
+        let (inRead, inWrite) = try makePipe()
         var options = base
         options.fds = [inRead.rawValue, writeEnd.rawValue, writeEnd.rawValue]
         let child = try spawn(executable, arguments, options: options)
@@ -44,5 +34,14 @@ extension ChildProcess {
         }
         let termination = (try? child.wait(until: deadline)) ?? nil
         return (termination ?? child.kill(), String(decoding: output, as: UTF8.self))
+    }
+
+    /// A pipe whose ends are close-on-exec here (the child gets its end through the fd map).
+    static func makePipe() throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [0, 0]
+        try SystemError.check("pipe") { pipe(&fds) }
+        _ = cocoon_set_cloexec(fds[0])
+        _ = cocoon_set_cloexec(fds[1])
+        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
     }
 }

@@ -43,17 +43,7 @@ public enum Files {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let dir = opendir(path) {
-                var names: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafePointer(to: entry.pointee.d_name) {
-                        String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(dir)
-                for name in names { removeTree(path + "/" + name) }
-            }
+            for entry in entries(path) { removeTree(path + "/" + entry.name) }
             rmdir(path)
         } else {
             unlink(path)
@@ -96,17 +86,22 @@ public func writeToStandardError(_ text: String) {
 }
 
 extension Files {
-    /// Names of the directories directly inside `path` (not following symlinks).
-    public static func subdirectories(_ path: String) -> [String] {
+    /// The entries of a directory (without "." and ".."), with their d_type; empty if unreadable.
+    public static func entries(_ path: String) -> [(name: String, isDirectory: Bool)] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
-        var names: [String] = []
+        var result: [(name: String, isDirectory: Bool)] = []
         while let entry = readdir(dir) {
             let name = withUnsafePointer(to: entry.pointee.d_name) {
                 String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
             }
-            if name != "." && name != ".." && entry.pointee.d_type == UInt8(DT_DIR) { names.append(name) }
+            if name != "." && name != ".." { result.append((name, entry.pointee.d_type == UInt8(DT_DIR))) }
         }
-        return names
+        return result
+    }
+
+    /// Names of the directories directly inside `path` (not following symlinks).
+    public static func subdirectories(_ path: String) -> [String] {
+        entries(path).filter(\.isDirectory).map(\.name)
     }
 }

@@ -5,6 +5,7 @@ import Logging
 import Sockets
 import SystemCalls
 import Testing
+import TestSupport
 
 /// The agent's API without a VM: the service on one end of a socketpair, or the real
 /// cocoon-agent binary as a plain host process on a unix socket.
@@ -100,16 +101,7 @@ import Testing
     }
 
     /// The agent binary built by this package, next to the test bundle.
-    static var agentBinary: String? {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("cocoon-agent").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }
+    static var agentBinary: String? { BuiltProducts.path(of: "cocoon-agent") }
 
     @Test(.enabled(if: agentBinary != nil, "cocoon-agent is not built next to the tests: run `swift build` first"))
     func agentBinaryServesOnAUnixSocket() throws {

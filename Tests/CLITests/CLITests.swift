@@ -1,18 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The `cocoon` executable as a user runs it.
 @Suite(.serialized) struct CLITests {
-    static var binary: String? {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("cocoon").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }
+    static var binary: String? { BuiltProducts.path(of: "cocoon") }
 
     static var vmReady: Bool {
         guard let path = ProcessInfo.processInfo.environment["COCOON_CONFIG"],

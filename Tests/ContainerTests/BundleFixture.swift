@@ -1,20 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A busybox bundle made offline from Debian's busybox-static, and the `cocoon` binary to drive.
 struct BundleFixture {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    static var cocoon: String? {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("cocoon").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }
+    static var cocoon: String? { BuiltProducts.path(of: "cocoon") }
 
     /// The static init stage `make` builds: exec needs it (a dynamically linked one cannot run
     /// inside a container's root).
