@@ -63,6 +63,11 @@ static int child_main(void *p) {
         exec_fd = fcntl(attr->exec_fd, F_DUPFD_CLOEXEC, base);
         if (exec_fd < 0) goto fail;
     }
+    int wait_fd_moved = -1;
+    if (attr->wait_fd >= 0) {
+        wait_fd_moved = fcntl(attr->wait_fd, F_DUPFD_CLOEXEC, base);
+        if (wait_fd_moved < 0) goto fail;
+    }
     for (int i = 0; i < attr->nfds; i++) {
         if (a->dup_fds[i] < 0) { close(i); continue; }
         if (dup2(a->dup_fds[i], i) < 0) goto fail;  // dup2 clears FD_CLOEXEC on i
@@ -73,8 +78,21 @@ static int child_main(void *p) {
         if (dup3(exec_fd, keep, O_CLOEXEC) < 0) goto fail;
         exec_fd = keep++;
     }
+    if (wait_fd_moved >= 0) {
+        if (dup3(wait_fd_moved, keep, O_CLOEXEC) < 0) goto fail;
+        wait_fd_moved = keep++;
+    }
     if (syscall(SYS_close_range, (unsigned)keep, ~0U, 0) < 0) {
         for (int fd = keep; fd < 1024; fd++) close(fd);
+    }
+    if (attr->wait_fd >= 0) {
+        // wait_fd was moved past the mapped descriptors like exec_fd; a closed pipe means "give up".
+        char go;
+        if (read(wait_fd_moved, &go, 1) != 1) { errno = ECANCELED; goto fail; }
+        close(wait_fd_moved);
+    }
+    if (attr->become_root) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) goto fail;
     }
     sigset_t none;
     sigemptyset(&none);
@@ -115,8 +133,11 @@ static int spawn_now(const cocoon_spawn_attr *attr, pid_t *pid_out, int *pidfd_o
         }
     }
     int pidfd = -1;
+    // A waiting child gets its own copy of memory (fork semantics) so that we can return at once;
+    // it runs only async-signal-safe calls before execve. Otherwise vfork semantics, sharing memory.
+    int sharing = attr->wait_fd >= 0 ? 0 : (CLONE_VM | CLONE_VFORK);
     pid_t pid = clone(child_main, (char *)stack + stack_size,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)attr->clone_flags, &args, &pidfd);
+                      sharing | CLONE_PIDFD | SIGCHLD | (int)attr->clone_flags, &args, &pidfd);
     int clone_errno = errno;
     if (restore_pidns >= 0) {
         setns(restore_pidns, CLONE_NEWPID);
@@ -126,6 +147,7 @@ static int spawn_now(const cocoon_spawn_attr *attr, pid_t *pid_out, int *pidfd_o
     munmap(stack, stack_size);
     free(dup_fds);
     if (pid < 0) return clone_errno;
+    // A forked child reports exec failures through its exit status only (it does not share memory).
     if (args.error) {
         waitpid(pid, NULL, 0);
         close(pidfd);

@@ -79,7 +79,8 @@ public struct ContainerRuntime: Sendable {
         do { try Files.makeDirectories(store.root, mode: 0o711) } catch {
             throw LinuxContainerError(error.code, step: "create state root \(store.root)", error.message)
         }
-        guard mkdir(dir, 0o700) == 0 else {
+        // 0711: an init in a user namespace (another uid) must reach the FIFO inside, and list nothing.
+        guard mkdir(dir, 0o711) == 0 else {
             if errno == EEXIST { throw LinuxContainerError(.alreadyExists, step: "", "container \(id) already exists") }
             throw LinuxContainerError(step: "create \(dir)", String(cString: strerror(errno)))
         }
@@ -99,6 +100,11 @@ public struct ContainerRuntime: Sendable {
         }
         let fifo = store.fifoPath(id)
         guard mkfifo(fifo, 0o622) == 0 else { throw LinuxContainerError(step: "mkfifo \(fifo)", String(cString: strerror(errno))) }
+        // Owned by the container's root (mkfifo's mode is subject to umask).
+        chmod(fifo, 0o622)
+        let rootUID = spec.linux?.uidMappings?.first { $0.containerID == 0 }?.hostID ?? 0
+        let rootGID = spec.linux?.gidMappings?.first { $0.containerID == 0 }?.hostID ?? 0
+        chown(fifo, rootUID, rootGID)
 
         // Namespaces: new ones by clone flags, existing ones joined by path (user first).
         var cloneFlags: UInt = 0
@@ -116,6 +122,7 @@ public struct ContainerRuntime: Sendable {
             }
         }
         joins.sort { a, _ in a.0 == .user }
+        let joinsUserNS = joins.contains { $0.0 == .user }
         // The cgroup namespace is unshared by init after it joined its cgroup (see InitConfig).
         let newCgroupNS = cloneFlags & CloneFlag.newCgroup != 0
         cloneFlags &= ~CloneFlag.newCgroup
@@ -143,6 +150,7 @@ public struct ContainerRuntime: Sendable {
         processOptions.killWithParent = false
         processOptions.cloneFlags = cloneFlags
         processOptions.joinNamespaces = joins.map(\.1.rawValue)
+        if joinsUserNS { processOptions.becomeRoot = true }
         processOptions.pidNamespace = pidNamespace?.rawValue
         // CVE-2019-5736: a container that makes the init stage re-execute itself (entrypoint
         // /proc/self/exe) must never be able to write the host's binary through /proc/PID/exe.
@@ -160,6 +168,18 @@ public struct ContainerRuntime: Sendable {
             processOptions.executableDescriptor = sealed
         }
         processOptions.argv0 = "cocoon-init"
+        // A new user namespace: the child waits, unexec'd, until its ids are mapped (see below).
+        var release: (read: Int32, write: Int32)?
+        if newUserNS {
+            var p: [Int32] = [0, 0]
+            guard pipe(&p) == 0 else { throw LinuxContainerError(step: "pipe", String(cString: strerror(errno))) }
+            _ = cocoon_set_cloexec(p[0])
+            _ = cocoon_set_cloexec(p[1])
+            release = (p[0], p[1])
+            processOptions.waitDescriptor = p[0]
+            processOptions.becomeRoot = true
+        }
+        defer { if let release { close(release.read); close(release.write) } }
         do {
             child = try ChildProcess.spawn(initExecutable, [], options: processOptions)
         } catch {
@@ -167,8 +187,13 @@ public struct ContainerRuntime: Sendable {
         }
         childSync.fd.close()
         let pid = child!.pid
-        if newUserNS {
+        if newUserNS, let release {
             try writeIDMappings(pid: pid, spec: spec)
+            // Mapped: init may exec now, and does so as root of its namespace, with its capabilities.
+            var go: UInt8 = 1
+            guard write(release.write, &go, 1) == 1 else {
+                throw LinuxContainerError(step: "start container init", String(cString: strerror(errno)))
+            }
         }
         // Limits are in place before init runs anything of the container's.
         do throws(CgroupError) {

@@ -51,6 +51,7 @@ extension ContainerRuntime {
 
         // Every namespace of the container that is not ours: user first, mount last, pid for children.
         var joins: [FileDescriptor] = []
+        var joinsUserNS = false
         var pidNamespace: FileDescriptor?
         for name in ["user", "ipc", "uts", "net", "cgroup", "time", "mnt", "pid"] {
             let theirs = "/proc/\(record.pid)/ns/\(name)"
@@ -62,6 +63,7 @@ extension ContainerRuntime {
                 throw LinuxContainerError(error.code, step: "exec: open \(theirs)", error.message)
             }
             if name == "pid" { pidNamespace = fd } else { joins.append(fd) }
+            if name == "user" { joinsUserNS = true }
         }
         guard isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) stopped") }
 
@@ -82,6 +84,7 @@ extension ContainerRuntime {
         processOptions.killWithParent = false
         processOptions.joinNamespaces = joins.map(\.rawValue)
         processOptions.pidNamespace = pidNamespace?.rawValue
+        processOptions.becomeRoot = joinsUserNS
         processOptions.argv0 = "cocoon-init"
         // Host paths do not resolve inside the container's mount namespace; a sealed copy also keeps
         // the host binary out of reach of the container's processes, which can see this one.

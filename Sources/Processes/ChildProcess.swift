@@ -54,6 +54,10 @@ public final class ChildProcess: @unchecked Sendable {
         public var executableDescriptor: Int32?
         /// With a new mount namespace: exec the path through a read-only bind mount of itself.
         public var readOnlyExecutable = false
+        /// The child waits for one byte on this descriptor before execve (see cocoon_spawn_attr.wait_fd).
+        public var waitDescriptor: Int32?
+        /// Become root of the child's user namespace before execve.
+        public var becomeRoot = false
         public init() {}
     }
 
@@ -83,7 +87,9 @@ public final class ChildProcess: @unchecked Sendable {
                             clone_flags: options.cloneFlags, setns_fds: nsBuf.baseAddress, nsetns: Int32(options.joinNamespaces.count),
                             pidns_fd: options.pidNamespace ?? -1,
                             exec_fd: options.executableDescriptor ?? -1,
-                            readonly_exec: options.readOnlyExecutable ? 1 : 0)
+                            readonly_exec: options.readOnlyExecutable ? 1 : 0,
+                            wait_fd: options.waitDescriptor ?? -1,
+                            become_root: options.becomeRoot ? 1 : 0)
                         return cocoon_spawn(&attr, &pid, &pidfd)
                       }
                     }

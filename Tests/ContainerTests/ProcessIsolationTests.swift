@@ -85,6 +85,41 @@ struct ProcessIsolationTests {
         #expect(out.hasPrefix("uid=1000(user) gid=1000(user) groups=65534(nogroup)"), "\(out)")
     }
 
+    @Test func userNamespaceMapsRootToAnUnprivilegedHostUser() throws {
+        let shared = NSTemporaryDirectory() + "cocoon-userns-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        chmod(shared, 0o777)
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        // /tmp exists in the image: in a user namespace the container's root could not create a mount point
+        // in a rootfs owned by the host's root (runc behaves the same).
+        let b = try BundleFixture(args: ["sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/made-inside; sleep 30"]) { config in
+            var linux = config["linux"] as! [String: Any]
+            var namespaces = linux["namespaces"] as! [[String: Any]]
+            namespaces.append(["type": "user"])
+            linux["namespaces"] = namespaces
+            linux["uidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
+            linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
+            config["linux"] = linux
+            var mounts = config["mounts"] as! [[String: Any]]
+            mounts.append(["destination": "/tmp", "type": "bind", "source": shared, "options": ["rbind", "rw"]])
+            config["mounts"] = mounts
+        }
+        defer { b.remove() }
+        let id = "userns"
+        var r = try b.cocoon(["run", "-d", "-b", b.directory, id])
+        #expect(r.0 == 0, "\(r.2)")
+        defer { _ = try? b.cocoon(["delete", "--force", id]) }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: shared + "/made-inside") { usleep(20000) }
+        let owner = try FileManager.default.attributesOfItem(atPath: shared + "/made-inside")[.ownerAccountID] as? Int
+        #expect(owner == 100000, "root in the container is uid 100000 on the host")
+        // exec joins the user namespace and is root there too.
+        r = try b.cocoon(["exec", id, "sh", "-c", "id -u; grep CapEff /proc/self/status"])
+        #expect(r.0 == 0, "\(r.2)")
+        #expect(r.1.hasPrefix("0\n"))
+        #expect(r.1.contains("CapEff:\t0000000020000420"))
+    }
+
     @Test func lifecycle() throws {
         // PID 1 of a namespace only gets the signals it handles: trap TERM.
         let b = try BundleFixture(args: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])

@@ -22,6 +22,13 @@ typedef struct {
     int pidns_fd;              ///< a pid namespace to start the child in, or -1
     int exec_fd;               ///< when >= 0, execveat(exec_fd, "", AT_EMPTY_PATH) instead of path
     int readonly_exec;         ///< with CLONE_NEWNS: exec `path` through a read-only bind mount of itself
+    /// When >= 0, the child reads one byte from it before execve (after the caller wrote the id maps of
+    /// a new user namespace: exec'ing unmapped would drop every capability). The child is then not a
+    /// vfork child, since the caller must run on meanwhile.
+    int wait_fd;
+    /// Before execve, become uid/gid 0 of the (new or joined) user namespace, so that the exec
+    /// keeps the namespace's capabilities.
+    int become_root;
 } cocoon_spawn_attr;
 
 /// Starts a child from a dedicated, never-exiting thread (so that PR_SET_PDEATHSIG,
