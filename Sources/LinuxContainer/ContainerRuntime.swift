@@ -232,7 +232,7 @@ public struct ContainerRuntime: Sendable {
         let record = ContainerRecord(id: id, bundle: bundle, rootfs: rootfs, pid: pid,
                                      pidStartTime: ProcessInfoReader.startTime(pid: pid) ?? 0,
                                      created: Self.timestamp(), annotations: spec.annotations, owner: "",
-                                     cgroupPath: cgroup.path)
+                                     cgroupPath: cgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
         try store.save(record)
         if let pidFile = options.pidFile {
             do { try Files.writeString(pidFile, "\(pid)") } catch {
@@ -390,9 +390,9 @@ public struct ContainerRuntime: Sendable {
         }
         unlink(fifo)
         // poststart failures are warnings by the spec: the container runs on.
-        if let spec = try? Spec.load(bundle: record.bundle), spec.hooks?.poststart?.isEmpty == false {
+        if record.poststart?.isEmpty == false {
             do {
-                try HookRunner.run(spec.hooks?.poststart, kind: "poststart", state: try state(id))
+                try HookRunner.run(record.poststart, kind: "poststart", state: try state(id))
             } catch {
                 writeToStandardError("warning: \(error.message)\n")
             }
@@ -453,10 +453,10 @@ public struct ContainerRuntime: Sendable {
         }
         do throws(CgroupError) { try cg.destroy() } catch { throw LinuxContainerError(error.code, step: "delete \(id)", error.message) }
         // poststop: after the container is gone; failures are warnings by the spec.
-        if let spec = try? Spec.load(bundle: record.bundle), spec.hooks?.poststop?.isEmpty == false {
+        if record.poststop?.isEmpty == false {
             let stopped = State(id: id, status: .stopped, pid: 0, bundle: record.bundle, rootfs: record.rootfs,
                                 created: record.created, owner: record.owner, annotations: record.annotations)
-            do { try HookRunner.run(spec.hooks?.poststop, kind: "poststop", state: stopped) } catch {
+            do { try HookRunner.run(record.poststop, kind: "poststop", state: stopped) } catch {
                 writeToStandardError("warning: \(error.message)\n")
             }
         }

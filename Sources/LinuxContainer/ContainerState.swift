@@ -23,6 +23,9 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     public var owner: String
     /// The cgroup path from the hierarchy root.
     public var cgroupPath: String?
+    /// The hooks that run after create (poststart, poststop), as config.json had them at create.
+    public var poststart: [Hook]?
+    public var poststop: [Hook]?
 }
 
 /// The state directory: one folder per container, mode 0700.
