@@ -38,7 +38,7 @@ let package = Package(
         // OCI runtime-spec types (config.json, state) with validation naming the JSON path of a bad field.
         .target(name: "OCI", dependencies: ["StatusCodes", "SystemCalls"]),
         // cgroup v2 (guest, modern hosts) and v1 (legacy and hybrid hosts): limits, freeze, stats.
-        .target(name: "Cgroups", dependencies: ["OCI", "SystemCalls", "StatusCodes"]),
+        .target(name: "Cgroups", dependencies: ["OCI", "CSupport", "SystemCalls", "StatusCodes"]),
         // Containers from OCI bundles: namespaces, rootfs, mounts, credentials, the init handshake.
         // Shared by `cocoon` on bare metal and by the agent in the guest.
         .target(name: "LinuxContainer", dependencies: ["OCI", "Cgroups", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),

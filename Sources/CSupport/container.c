@@ -174,3 +174,29 @@ int cocoon_make_raw(int fd) {
 void cocoon_restore_terminal(void) {
     if (saved_termios_fd >= 0) tcsetattr(saved_termios_fd, TCSANOW, &saved_termios);
 }
+
+#include <linux/bpf.h>
+// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd, or -1 with the verifier's log in `log`.
+int cocoon_bpf_load_device_program(const void *insns, unsigned count, char *log, unsigned log_size) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.insns = (uint64_t)(uintptr_t)insns;
+    attr.insn_cnt = count;
+    attr.license = (uint64_t)(uintptr_t)"Apache-2.0";
+    attr.log_buf = (uint64_t)(uintptr_t)log;
+    attr.log_size = log_size;
+    attr.log_level = log_size > 0 ? 1 : 0;
+    return (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+}
+
+// Attaches a device program to a cgroup v2 directory (next to any others: BPF_F_ALLOW_MULTI).
+int cocoon_bpf_attach_device_program(int cgroup_fd, int prog_fd) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.target_fd = (uint32_t)cgroup_fd;
+    attr.attach_bpf_fd = (uint32_t)prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    attr.attach_flags = BPF_F_ALLOW_MULTI;
+    return (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr);
+}

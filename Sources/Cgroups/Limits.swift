@@ -100,8 +100,7 @@ struct CgroupV1Limits {
     }
 }
 
-/// cgroup v2 files (the guest, and unified hosts). Device rules need an eBPF program there:
-/// not enforced yet (see docs/containers.md).
+/// cgroup v2 files (the guest, and unified hosts); device rules become an eBPF program.
 struct CgroupV2Limits {
     let manager: CgroupManager
 
@@ -153,6 +152,9 @@ struct CgroupV2Limits {
         }
         for (file, value) in (r.unified ?? [:]).sorted(by: { $0.key < $1.key }) {
             try manager.write(dir, file, value, key: key + ".unified[\(file)]")
+        }
+        if let rules = r.devices {
+            try DeviceFilter(rules: rules + defaultDeviceRules).attach(to: manager.mountRoot + manager.path)
         }
     }
 }

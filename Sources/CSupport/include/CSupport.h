@@ -88,6 +88,10 @@ int cocoon_copy_winsize(int from, int to);
 int cocoon_make_raw(int fd);
 void cocoon_restore_terminal(void);
 
+/// cgroup v2 device filtering: load a BPF_PROG_TYPE_CGROUP_DEVICE program, attach it to a cgroup.
+int cocoon_bpf_load_device_program(const void *insns, unsigned count, char *log, unsigned log_size);
+int cocoon_bpf_attach_device_program(int cgroup_fd, int prog_fd);
+
 /// AF_VSOCK helpers (struct sockaddr_vm is awkward from Swift).
 int cocoon_vsock_connect(unsigned int cid, unsigned int port);
 int cocoon_vsock_listen(unsigned int port, int backlog);
