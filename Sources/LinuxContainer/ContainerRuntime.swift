@@ -392,7 +392,10 @@ public struct ContainerRuntime: Sendable {
         // poststart failures are warnings by the spec: the container runs on.
         if record.poststart?.isEmpty == false {
             do {
-                try HookRunner.run(record.poststart, kind: "poststart", state: try state(id))
+                // The state as of the start just done (runc's too): the program may already have exited.
+                let started = State(id: id, status: .running, pid: record.pid, bundle: record.bundle, rootfs: record.rootfs,
+                                    created: record.created, owner: record.owner, annotations: record.annotations)
+                try HookRunner.run(record.poststart, kind: "poststart", state: started)
             } catch {
                 writeToStandardError("warning: \(error.message)\n")
             }

@@ -26,7 +26,8 @@ public enum HookRunner {
                 guard let eq = entry.firstIndex(of: "=") else { return nil }
                 return (String(entry[..<eq]), String(entry[entry.index(after: eq)...]))
             }, uniquingKeysWith: { _, last in last })
-            options.newSession = false
+            // A session (and process group) of its own, so a timeout kills what the hook started too.
+            options.newSession = true
             options.killWithParent = true
             let timeout = hook.timeout.map(Double.init) ?? defaultTimeout
             let result: (Termination, String)

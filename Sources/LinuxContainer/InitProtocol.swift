@@ -85,7 +85,15 @@ public struct SyncSocket: Sendable {
         } catch let error as SystemError {
             throw LinuxContainerError(step: "sync", error.message)
         } catch let error as LinuxContainerError { throw error } catch { throw LinuxContainerError(step: "sync", "\(error)") }
-        var buffer = [UInt8](repeating: 0, count: Self.maxMessageBytes)
+        // The message's real size first (SOCK_SEQPACKET with MSG_TRUNC), so a buffer of exactly that size
+        // is allocated rather than the 4 MiB limit on every start.
+        let size = recv(fd.rawValue, nil, 0, Int32(MSG_PEEK | MSG_TRUNC))
+        if size == 0 { return nil }
+        guard size > 0 else { throw LinuxContainerError(.unavailable, step: "sync", "recv: \(String(cString: strerror(errno)))") }
+        guard size <= Self.maxMessageBytes else {
+            throw LinuxContainerError(.resourceExhausted, step: "sync", "message of \(size) bytes is too large")
+        }
+        var buffer = [UInt8](repeating: 0, count: size)
         let n = buffer.withUnsafeMutableBytes { recv(fd.rawValue, $0.baseAddress, $0.count, 0) }
         if n == 0 { return nil }
         guard n > 0 else { throw LinuxContainerError(.unavailable, step: "sync", "recv: \(String(cString: strerror(errno)))") }

@@ -33,6 +33,10 @@ extension ChildProcess {
             output += chunk
         }
         let termination = (try? child.wait(until: deadline)) ?? nil
+        if termination == nil && options.newSession {
+            // The child leads its own process group: take its descendants down with it.
+            _ = Glibc.kill(-child.pid, SIGKILL)
+        }
         return (termination ?? child.kill(), String(decoding: output, as: UTF8.self))
     }
 
