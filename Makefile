@@ -17,7 +17,7 @@ BIN         := $(BUILD)/bin
 INIT_SOURCES := $(shell find Sources/cocoon-init Sources/LinuxContainer Sources/Cgroups Sources/OCI Sources/Processes Sources/SystemCalls Sources/CSupport Sources/StatusCodes -type f) Package.swift
 AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes -type f) Package.swift
 
-.PHONY: all deps swift-check kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare release install uninstall clean
+.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare release install uninstall clean
 
 all: guest host $(BIN)/cocoon-init config
 
@@ -26,6 +26,10 @@ deps:
 
 swift-check:
 	@command -v $(SWIFT) >/dev/null || { echo "swift not found: install Swift 6 (this project needs swift build/swift test on PATH)" >&2; exit 1; }
+
+## Generated protobuf code is committed; this regenerates it from Protos/ (needs protoc).
+protos: deps | swift-check
+	@bash scripts/generate-protos.sh
 
 ## The guest kernel, cached by the hash of its inputs in /var/cache/cocoon (COCOON_CACHE_DIR).
 kernel: deps

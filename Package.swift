@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Modules depend only downward:
-//   CSupport <- SystemCalls <- Sockets, Processes <- Hypervisor, AgentAPI <- Sandbox <- executables
+//   CSupport <- SystemCalls <- Sockets, Processes, TTRPC, Mux <- Hypervisor, AgentAPI <- Sandbox <- executables
 // The guest agent links only what it needs (no Foundation, no TOML, no argument parser) to keep /init small.
 let package = Package(
     name: "cocoon",
@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         // The one C target: syscalls and process-start code Swift cannot express safely.
@@ -27,6 +28,14 @@ let package = Package(
         .target(name: "SystemCalls", dependencies: ["CSupport", "StatusCodes"]),
         // Unix and vsock stream sockets.
         .target(name: "Sockets", dependencies: ["SystemCalls", "CSupport"]),
+        // ttrpc (containerd's RPC) client and server over any byte stream.
+        .target(name: "TTRPC", dependencies: [
+            "SystemCalls", "StatusCodes",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The proxy's framing: many flow-controlled channels over one byte stream (vsock or virtio-serial).
+        .target(name: "Mux", dependencies: ["SystemCalls", "StatusCodes", .product(name: "Logging", package: "swift-log")]),
         // Spawning and supervising host child processes (QEMU, virtiofsd).
         .target(name: "Processes", dependencies: ["SystemCalls", "CSupport"]),
         // configuration.toml: loading, defaults, validation.
@@ -80,6 +89,12 @@ let package = Package(
         ]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),
+        .testTarget(name: "TTRPCTests", dependencies: [
+            "TTRPC", "Sockets", "SystemCalls", "Processes", "TestSupport",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "MuxTests", dependencies: ["Mux", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon", "TestSupport"]),

@@ -16,6 +16,8 @@ packages=(
   busybox-static runc crun
   # real clients in the tests: containerd and ctr, and umoci to build the offline busybox image
   containerd umoci docker.io
+  # protobuf code generation (make protos), and the Go ttrpc library the tests use as an independent peer
+  protobuf-compiler golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev
 )
 
 missing=()

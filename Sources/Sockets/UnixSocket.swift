@@ -79,6 +79,15 @@ public enum StreamSocket {
         }
     }
 
+    /// A connected pair of unix stream sockets (in-process channels, tests).
+    public static func pair() throws(SystemError) -> (FileDescriptor, FileDescriptor) {
+        var fds: [Int32] = [0, 0]
+        try SystemError.check("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
+    }
+
     public static func listenVsock(port: UInt32, backlog: Int32 = 16) throws(SystemError) -> FileDescriptor {
         let raw = cocoon_vsock_listen(port, backlog)
         if raw < 0 { throw SystemError("listen vsock port \(port)") }
