@@ -15,7 +15,7 @@ export COCOON_CONFIG ?= $(DEV_CONFIG)
 BIN_DIR      = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)
 BIN         := $(BUILD)/bin
 INIT_SOURCES := $(shell find Sources/cocoon-init Sources/LinuxContainer Sources/Cgroups Sources/OCI Sources/Processes Sources/SystemCalls Sources/CSupport Sources/StatusCodes -type f) Package.swift
-AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes -type f) Package.swift
+AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes Sources/TTRPC Sources/Mux -type f) Package.swift
 
 .PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare release install uninstall clean
 

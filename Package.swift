@@ -52,10 +52,14 @@ let package = Package(
         // Shared by `cocoon` on bare metal and by the agent in the guest.
         .target(name: "LinuxContainer", dependencies: ["OCI", "Cgroups", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),
         // The host <-> agent protocol (messages, framing, client).
-        .target(name: "AgentAPI", dependencies: ["SystemCalls", "StatusCodes"]),
+        .target(name: "AgentAPI", dependencies: [
+            "SystemCalls", "StatusCodes", "TTRPC", "Mux",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The agent's logic: PID 1 duties, channel discovery, request handling.
         .target(name: "GuestAgent", dependencies: [
-            "AgentAPI", "Sockets", "SystemCalls", "CSupport", .product(name: "Logging", package: "swift-log"),
+            "AgentAPI", "TTRPC", "Mux", "Sockets", "SystemCalls", "CSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         // The sandbox controller: boots the VM, owns the channel, tears everything down.
         .target(name: "Sandbox", dependencies: [
@@ -85,7 +89,7 @@ let package = Package(
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
-            "AgentAPI", "GuestAgent", "Sockets", "SystemCalls", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            "AgentAPI", "GuestAgent", "Mux", "TTRPC", "Sockets", "SystemCalls", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),

@@ -1,31 +1,17 @@
+import Mux
 import StatusCodes
+import TTRPC
 
-public enum AgentAPIError: CocoonError, Equatable {
-    case oversized(Int)
-    case malformed(String)
-    case closed
-    case timedOut(String)
-    case transport(String)
-    case remote(code: StatusCode, message: String)
+/// A failed agent call: the agent's own status, or the channel's (Unavailable, DeadlineExceeded, ...).
+public struct AgentAPIError: CocoonError, Equatable {
+    public let code: StatusCode
+    public let message: String
 
-    public var code: StatusCode {
-        switch self {
-        case .oversized: .resourceExhausted
-        case .malformed: .invalidArgument
-        case .closed, .transport: .unavailable
-        case .timedOut: .deadlineExceeded
-        case .remote(let code, _): code
-        }
+    public init(_ code: StatusCode, _ message: String) {
+        self.code = code
+        self.message = message
     }
 
-    public var message: String {
-        switch self {
-        case .oversized(let n): "agent message of \(n) bytes exceeds the \(LineFramer.maxLineBytes)-byte limit"
-        case .malformed(let what): "malformed agent message: \(what)"
-        case .closed: "the agent channel was closed"
-        case .timedOut(let what): "the agent did not answer \(what) in time"
-        case .transport(let what): "agent channel: \(what)"
-        case .remote(let code, let message): "agent: \(code): \(message)"
-        }
-    }
+    init(_ e: TTRPCError) { self.init(e.code, "agent: \(e.message)") }
+    init(_ e: MuxError) { self.init(e.code, "agent channel: \(e.message)") }
 }

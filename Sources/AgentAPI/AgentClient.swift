@@ -1,59 +1,72 @@
+import Logging
+import Mux
 import StatusCodes
+import SwiftProtobuf
 import SystemCalls
+import TTRPC
 
-/// The host side: sends one request at a time and waits for its answer with a deadline.
-/// Nothing the guest sends is trusted: sizes are bounded and ids must match.
+/// The host's connection to one agent: a mux over the transport (virtio-serial or vsock), ttrpc on
+/// its control channel, and the same mux for the processes' stdio channels.
+/// Nothing the guest sends is trusted: the mux and ttrpc bound every frame and close on violations.
 public final class AgentClient: @unchecked Sendable {
-    private let fd: FileDescriptor
-    private let lock = NSLockLite()
-    private var framer = LineFramer()  // guarded by lock
-    private var nextID: UInt64 = 1     // guarded by lock
+    public let mux: Mux
+    private let rpc: TTRPCClient
 
-    public init(fd: FileDescriptor) { self.fd = fd }
+    public init(stream: any ByteStream, logger: Logger) throws(AgentAPIError) {
+        do throws(MuxError) {
+            mux = try Mux(stream: stream, role: .host, logger: logger)
+        } catch {
+            throw AgentAPIError(error)
+        }
+        do {
+            let control = try mux.open(AgentChannel.controlChannel)
+            rpc = try TTRPCClient(stream: control, logger: logger)
+        } catch let e as MuxError {
+            mux.close()
+            throw AgentAPIError(e)
+        } catch let e as TTRPCError {
+            mux.close()
+            throw AgentAPIError(e)
+        } catch {
+            mux.close()
+            throw AgentAPIError(.internal, "\(error)")
+        }
+    }
 
-    public func close() { fd.close() }
+    /// Ends the connection: calls in flight fail with Unavailable, stdio channels end.
+    public func close() {
+        rpc.close()
+        mux.close(reason: "agent connection closed by the host")
+    }
 
-    public func health(until deadline: Deadline) throws(AgentAPIError) -> HealthInfo {
-        let response = try call(.health, until: deadline)
-        guard let health = response.health else { throw .malformed("Health answer without health") }
-        return health
+    /// One agent call. `timeout` nil waits until the answer or the end of the connection.
+    public func call<Response: SwiftProtobuf.Message>(
+        _ method: String, _ request: some SwiftProtobuf.Message, returning: Response.Type = Response.self,
+        timeout: Double?
+    ) throws(AgentAPIError) -> Response {
+        do throws(TTRPCError) {
+            return try rpc.call(AgentChannel.service, method, request, returning: Response.self, timeout: timeout)
+        } catch {
+            throw AgentAPIError(error)
+        }
+    }
+
+    public func health(timeout: Double) throws(AgentAPIError) -> Cocoon_Agent_V1_HealthResponse {
+        try call("Health", Cocoon_Agent_V1_HealthRequest(), timeout: timeout)
+    }
+
+    public func guestDetails(timeout: Double) throws(AgentAPIError) -> Cocoon_Agent_V1_GuestDetailsResponse {
+        try call("GuestDetails", Cocoon_Agent_V1_GuestDetailsRequest(), timeout: timeout)
     }
 
     /// Asks the agent to power the guest off; it answers first, then reboots (QEMU exits).
-    public func shutdown(until deadline: Deadline) throws(AgentAPIError) {
-        _ = try call(.shutdown, until: deadline)
+    public func shutdown(timeout: Double) throws(AgentAPIError) {
+        _ = try call("Shutdown", Cocoon_Agent_V1_ShutdownRequest(), returning: Cocoon_Agent_V1_Empty.self, timeout: timeout)
     }
 
-    private func call(_ method: AgentMethod, until deadline: Deadline) throws(AgentAPIError) -> AgentResponse {
-        try lock.withLock { () throws(AgentAPIError) -> AgentResponse in
-            let id = nextID
-            nextID += 1
-            let request = try LineFramer.encode(AgentRequest(id: id, method: method.rawValue))
-            do throws(SystemError) {
-                try fd.writeAll(request, until: deadline)
-            } catch {
-                if error.code == .deadlineExceeded { throw .timedOut(method.rawValue) }
-                throw .transport(error.message)
-            }
-            while true {
-                if let line = try framer.nextLine() {
-                    let response = try LineFramer.decode(AgentResponse.self, from: line)
-                    guard response.id == id else { throw .malformed("answer id \(response.id), expected \(id)") }
-                    if let error = response.error {
-                        throw .remote(code: StatusCode(rawValue: error.code) ?? .unknown, message: error.message)
-                    }
-                    return response
-                }
-                let chunk: [UInt8]
-                do throws(SystemError) {
-                    chunk = try fd.read(upTo: 65536, until: deadline)
-                } catch {
-                    if error.code == .deadlineExceeded { throw .timedOut(method.rawValue) }
-                    throw .transport(error.message)
-                }
-                if chunk.isEmpty { throw .closed }
-                framer.append(chunk)
-            }
-        }
+    /// Sets the guest's wall clock (after a host suspend, or at boot when the guest has no RTC).
+    public func setTime(unixNanoseconds: Int64, timeout: Double) throws(AgentAPIError) {
+        _ = try call("SetTime", Cocoon_Agent_V1_SetTimeRequest.with { $0.unixNanoseconds = unixNanoseconds },
+                     returning: Cocoon_Agent_V1_Empty.self, timeout: timeout)
     }
 }

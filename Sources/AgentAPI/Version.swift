@@ -9,4 +9,8 @@ public enum AgentChannel {
     /// The virtserialport name, visible in the guest at /sys/class/virtio-ports/*/name.
     public static let portName = "cocoon.agent"
     public static let vsockPort: UInt32 = 1024
+    /// The mux channel that carries ttrpc to the agent; the host opens it.
+    public static let controlChannel = "agent"
+    /// The ttrpc service name of the agent API.
+    public static let service = "cocoon.agent.v1.Agent"
 }

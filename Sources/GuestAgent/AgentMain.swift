@@ -1,8 +1,10 @@
 import AgentAPI
 import CSupport
 import Logging
+import Mux
 import Sockets
 import SystemCalls
+import TTRPC
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,31 +88,33 @@ public enum AgentMain {
             exit(2)
         }
         logger.info("cocoon-agent \(CocoonVersion.string) ready", metadata: ["pid": "\(getpid())", "listen": "\(address)"])
-        let service = AgentService(mode: isInit ? .guest : .hostProcess, logger: logger)
-        serveForever(address, service: service, isInit: isInit, logger: logger)
+        let service = AgentService(mode: isInit ? .guest : .hostProcess, logger: logger) {
+            finish(isInit: isInit, logger: logger)
+        }
+        let server = TTRPCServer(services: [service.ttrpcService()], logger: logger)
+        serveForever(address, server: server, isInit: isInit, logger: logger)
     }
 
     /// Never returns: as PID 1 every error is logged and retried after a pause.
-    static func serveForever(_ address: ListenAddress, service: AgentService, isInit: Bool, logger: Logger) -> Never {
+    static func serveForever(_ address: ListenAddress, server: TTRPCServer, isInit: Bool, logger: Logger) -> Never {
         while true {
             do {
                 switch address {
                 case .serialPort:
                     let fd = try SerialPort.open(name: AgentChannel.portName, until: .after(seconds: 30))
-                    // One long stream. read() returns 0 while the host end is not connected: pause and retry.
+                    // One long-lived port. It reads end of file while no host is connected: each host
+                    // connection is a new mux session on the same descriptor.
+                    let stream = DescriptorStream(fd)
                     while true {
-                        switch service.serve(fd) {
-                        case .shutdownRequested: finish(isInit: isInit, logger: logger)
-                        case .endOfStream: sleep(seconds: 0.05)
-                        case .protocolError: sleep(seconds: 0.05)
-                        }
+                        serveMux(on: stream, server: server, logger: logger)
+                        sleep(seconds: 0.05)
                     }
                 case .unix(let path):
                     let listener = try StreamSocket.listenUnix(path: path)
-                    try acceptLoop(listener, service: service, isInit: isInit, logger: logger)
+                    try acceptLoop(listener, server: server, logger: logger)
                 case .vsock(let port):
                     let listener = try StreamSocket.listenVsock(port: port)
-                    try acceptLoop(listener, service: service, isInit: isInit, logger: logger)
+                    try acceptLoop(listener, server: server, logger: logger)
                 }
             } catch {
                 logger.error("agent channel failed: \(error); retrying in 1 s")
@@ -120,12 +124,38 @@ public enum AgentMain {
         }
     }
 
-    static func acceptLoop(_ listener: FileDescriptor, service: AgentService, isInit: Bool, logger: Logger) throws(SystemError) -> Never {
+    /// Serves ttrpc on every control channel the host opens, until the mux ends.
+    public static func serveMux(on stream: any ByteStream, server: TTRPCServer, logger: Logger) {
+        let mux: Mux
+        do throws(MuxError) {
+            mux = try Mux(stream: stream, role: .guest, logger: logger)
+        } catch {
+            logger.error("cannot start the mux: \(error.message)")
+            return
+        }
+        while true {
+            let channel: MuxChannel
+            do throws(MuxError) {
+                channel = try mux.accept(named: AgentChannel.controlChannel, until: nil)
+            } catch {
+                logger.debug("host session ended: \(error.message)")
+                return
+            }
+            do {
+                try startDetachedThread { server.serve(channel) }
+            } catch {
+                logger.error("cannot serve a control channel: \(error)")
+                channel.reset(reason: "agent out of threads")
+            }
+        }
+    }
+
+    static func acceptLoop(_ listener: FileDescriptor, server: TTRPCServer, logger: Logger) throws(SystemError) -> Never {
         while true {
             let raw = try SystemError.check("accept") { cocoon_accept_cloexec(listener.rawValue) }
             let conn = FileDescriptor(adopting: raw)
             try startDetachedThread {
-                if service.serve(conn) == .shutdownRequested { finish(isInit: isInit, logger: logger) }
+                serveMux(on: DescriptorStream(conn), server: server, logger: logger)
                 conn.close()
             }
         }

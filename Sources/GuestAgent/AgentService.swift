@@ -2,11 +2,13 @@ import AgentAPI
 import Logging
 import StatusCodes
 import SystemCalls
+import TTRPC
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Answers requests. Transport-free: the same service runs on virtio-serial, vsock or a unix socket.
+/// The agent API's handlers. Transport-free: the same service runs behind a mux on virtio-serial,
+/// vsock or a unix socket. Methods not listed here answer Unimplemented.
 public struct AgentService: Sendable {
     public enum Mode: Sendable {
         /// PID 1 in a VM: Shutdown powers the guest off.
@@ -17,82 +19,82 @@ public struct AgentService: Sendable {
 
     let mode: Mode
     let logger: Logger
+    /// Runs after the Shutdown answer is on the wire.
+    let onShutdown: @Sendable () -> Void
 
-    public init(mode: Mode, logger: Logger) {
+    public init(mode: Mode, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
         self.mode = mode
         self.logger = logger
+        self.onShutdown = onShutdown
     }
 
-    public func health() -> HealthInfo {
+    public func ttrpcService() -> TTRPCService {
+        var s = TTRPCService(AgentChannel.service)
+        s.unary("Health") { (_, _: Cocoon_Agent_V1_HealthRequest) in health() }
+        s.unary("GuestDetails") { (_, _: Cocoon_Agent_V1_GuestDetailsRequest) in guestDetails() }
+        s.unary("SetTime") { (_, r: Cocoon_Agent_V1_SetTimeRequest) in try setTime(r) }
+        s.unary("Shutdown") { [onShutdown, logger] (context, _: Cocoon_Agent_V1_ShutdownRequest) -> Cocoon_Agent_V1_Empty in
+            logger.info("shutdown requested")
+            context.afterResponse.add(onShutdown)
+            return Cocoon_Agent_V1_Empty()
+        }
+        return s
+    }
+
+    func health() -> Cocoon_Agent_V1_HealthResponse {
+        let uptime = (try? Files.readString("/proc/uptime")).flatMap { Double($0.split(separator: " ").first ?? "") } ?? 0
+        return .with {
+            $0.agentVersion = CocoonVersion.string
+            $0.kernelRelease = Self.kernelRelease()
+            $0.uptimeSeconds = uptime
+            $0.pid = getpid()
+            $0.agentRssKib = Self.kibValue("VmRSS:", in: "/proc/self/status")
+            $0.memoryTotalKib = Self.kibValue("MemTotal:", in: "/proc/meminfo")
+        }
+    }
+
+    func guestDetails() -> Cocoon_Agent_V1_GuestDetailsResponse {
+        let filesystems = ((try? Files.readString("/proc/filesystems")) ?? "").split(separator: "\n").compactMap {
+            $0.split(separator: "\t").last.map(String.init)
+        }
+        return .with {
+            $0.agentVersion = CocoonVersion.string
+            $0.kernelRelease = Self.kernelRelease()
+            $0.onlineCpus = UInt32(max(0, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+            $0.memoryTotalKib = Self.kibValue("MemTotal:", in: "/proc/meminfo")
+            $0.filesystems = filesystems
+            $0.cgroup2 = Files.exists("/sys/fs/cgroup/cgroup.controllers")
+        }
+    }
+
+    func setTime(_ r: Cocoon_Agent_V1_SetTimeRequest) throws -> Cocoon_Agent_V1_Empty {
+        guard mode == .guest else {
+            throw TTRPCError(.failedPrecondition, "SetTime only changes the clock of a guest, not of a host-process agent")
+        }
+        guard r.unixNanoseconds > 0 else {
+            throw TTRPCError(.invalidArgument, "unix_nanoseconds must be positive, got \(r.unixNanoseconds)")
+        }
+        var ts = timespec(tv_sec: Int(r.unixNanoseconds / 1_000_000_000), tv_nsec: Int(r.unixNanoseconds % 1_000_000_000))
+        guard clock_settime(CLOCK_REALTIME, &ts) == 0 else {
+            throw TTRPCError(.internal, "clock_settime: \(SystemError("clock_settime").message)")
+        }
+        return Cocoon_Agent_V1_Empty()
+    }
+
+    static func kernelRelease() -> String {
         var name = utsname()
         uname(&name)
-        let release = withUnsafePointer(to: name.release) {
+        return withUnsafePointer(to: name.release) {
             String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
         }
-        let uptime = (try? Files.readString("/proc/uptime")).flatMap { Double($0.split(separator: " ").first ?? "") } ?? 0
-        return HealthInfo(agentVersion: CocoonVersion.string, kernelRelease: release, uptimeSeconds: uptime,
-                          pid: getpid(),
-                          agentRSSKiB: Self.kibValue("VmRSS:", in: "/proc/self/status"),
-                          memoryTotalKiB: Self.kibValue("MemTotal:", in: "/proc/meminfo"))
     }
 
-    static func kibValue(_ key: String, in path: String) -> Int {
+    static func kibValue(_ key: String, in path: String) -> UInt64 {
         guard let text = try? Files.readString(path) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix(key) {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if fields.count >= 2, let v = Int(fields[1]) { return v }
+            if fields.count >= 2, let v = UInt64(fields[1]) { return v }
         }
         return 0
-    }
-
-    /// Serves one connection until EOF or a protocol error. Returns normally on EOF; a malformed
-    /// request gets an error answer, an oversized one closes the connection.
-    public func serve(_ fd: FileDescriptor) -> ServeOutcome {
-        var framer = LineFramer()
-        while true {
-            do {
-                while let line = try framer.nextLine() {
-                    let (response, then) = handle(line)
-                    try fd.writeAll(try LineFramer.encode(response), until: .after(seconds: 10))
-                    if case .shutdown = then { return .shutdownRequested }
-                }
-                let chunk = try fd.readNow(upTo: 65536)
-                if chunk.isEmpty { return .endOfStream }
-                framer.append(chunk)
-            } catch let error as AgentAPIError {
-                logger.error("closing agent connection: \(error.message)")
-                return .protocolError(error.message)
-            } catch let error as SystemError {
-                logger.warning("agent connection failed: \(error.message)")
-                return .protocolError(error.message)
-            } catch {
-                return .protocolError("\(error)")
-            }
-        }
-    }
-
-    public enum ServeOutcome: Sendable, Equatable {
-        case endOfStream
-        case shutdownRequested
-        case protocolError(String)
-    }
-
-    enum After { case nothing, shutdown }
-
-    func handle(_ line: [UInt8]) -> (AgentResponse, After) {
-        guard let request = try? LineFramer.decode(AgentRequest.self, from: line) else {
-            logger.warning("malformed request", metadata: ["bytes": "\(line.count)"])
-            return (AgentResponse(id: 0, error: AgentStatus(code: .invalidArgument, message: "malformed request")), .nothing)
-        }
-        logger.debug("request", metadata: ["id": "\(request.id)", "method": "\(request.method)"])
-        switch AgentMethod(rawValue: request.method) {
-        case .health:
-            return (AgentResponse(id: request.id, health: health()), .nothing)
-        case .shutdown:
-            return (AgentResponse(id: request.id), .shutdown)
-        case nil:
-            return (AgentResponse(id: request.id, error: AgentStatus(code: .unimplemented,
-                    message: "unknown method '\(request.method)'")), .nothing)
-        }
     }
 }

@@ -5,7 +5,9 @@ import SystemCalls
 public final class MuxChannel: ByteStream, @unchecked Sendable {
     public let id: UInt32
     public let name: String
-    unowned let mux: Mux
+    /// Strong: a channel may outlive every other reference to its mux (a server thread still
+    /// answering on it). The cycle through the mux table breaks when the channel finishes or the mux ends.
+    let mux: Mux
 
     // Guards everything below; readers wait for data, writers for credit.
     private let state = Condition()

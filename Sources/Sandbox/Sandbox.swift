@@ -18,7 +18,7 @@ public final class Sandbox: @unchecked Sendable {
     /// From launching QEMU to the agent's first answer.
     public let bootSeconds: Double
     /// The agent's first answer.
-    public let firstHealth: HealthInfo
+    public let firstHealth: Cocoon_Agent_V1_HealthResponse
     private let connector: AgentConnector
     private let logger: Logger
     private let lock = NSLockLite()
@@ -93,10 +93,14 @@ public final class Sandbox: @unchecked Sendable {
             let deadline = Deadline.after(seconds: config.hypervisor.bootTimeoutSeconds)
             vm = try VirtualMachine.launch(spec, qemuLogPath: runDirectory + "/qemu.log", logger: logger)
             let fd = try connector!.connect(to: vm!, until: deadline)
-            agent = AgentClient(fd: fd)
-            let health: HealthInfo
             do throws(AgentAPIError) {
-                health = try agent!.health(until: deadline)
+                agent = try AgentClient(stream: DescriptorStream(fd), logger: logger)
+            } catch {
+                throw HypervisorError(error.code, error.message, consoleTail: vm!.consoleTail())
+            }
+            let health: Cocoon_Agent_V1_HealthResponse
+            do throws(AgentAPIError) {
+                health = try agent!.health(timeout: max(deadline.remainingSeconds, 0.001))
             } catch {
                 if let t = vm!.waitForExit(until: .after(seconds: 1)) {
                     throw vm!.unexpectedExitError(t, while: "waiting for the agent's first answer")
@@ -125,7 +129,7 @@ public final class Sandbox: @unchecked Sendable {
     }
 
     private init(id: String, runDirectory: String, vm: VirtualMachine, agent: AgentClient, accelerator: Accelerator,
-                 bootSeconds: Double, firstHealth: HealthInfo, connector: AgentConnector, logger: Logger) {
+                 bootSeconds: Double, firstHealth: Cocoon_Agent_V1_HealthResponse, connector: AgentConnector, logger: Logger) {
         self.id = id
         self.runDirectory = runDirectory
         self.vm = vm
@@ -137,9 +141,9 @@ public final class Sandbox: @unchecked Sendable {
         self.logger = logger
     }
 
-    public func health(timeout: Double = 5) throws(SandboxError) -> HealthInfo {
-        do {
-            return try agent.health(until: .after(seconds: timeout))
+    public func health(timeout: Double = 5) throws(SandboxError) -> Cocoon_Agent_V1_HealthResponse {
+        do throws(AgentAPIError) {
+            return try agent.health(timeout: timeout)
         } catch {
             throw SandboxError(error.code, error.message, consoleTail: vm.consoleTail())
         }
@@ -158,7 +162,7 @@ public final class Sandbox: @unchecked Sendable {
         var termination: Termination?
         if vm.exited == nil {
             do throws(AgentAPIError) {
-                try agent.shutdown(until: deadline)
+                try agent.shutdown(timeout: max(deadline.remainingSeconds, 0.001))
                 termination = vm.waitForExit(until: deadline)
             } catch {
                 logger.warning("agent shutdown failed: \(error.message); stopping QEMU")

@@ -43,12 +43,12 @@ public final class DescriptorStream: ByteStream {
     }
 
     public func closeWrite() {
-        Glibc.shutdown(descriptor.rawValue, Int32(SHUT_WR))
+        descriptor.shutdown(Int32(SHUT_WR))
     }
 
     /// shutdown(2) wakes a thread blocked in read(2) on a socket, which close(2) does not.
     public func close() {
-        Glibc.shutdown(descriptor.rawValue, Int32(SHUT_RDWR))
+        descriptor.shutdown(Int32(SHUT_RDWR))
     }
 }
 

@@ -30,6 +30,14 @@ public final class FileDescriptor: @unchecked Sendable {
         }
     }
 
+    /// shutdown(2) on a socket, unless this descriptor is already closed: its number may since belong
+    /// to someone else's socket. Errors (ENOTSOCK on a serial port, ENOTCONN) do not matter to callers.
+    public func shutdown(_ how: Int32) {
+        lock.withLock {
+            if !closed { _ = Glibc.shutdown(rawValue, how) }
+        }
+    }
+
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> FileDescriptor {
         let fd = try SystemError.check("open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) }
         return FileDescriptor(adopting: fd)

@@ -147,7 +147,12 @@ public final class TTRPCClient: @unchecked Sendable {
             do {
                 frame = try reader.next()
             } catch {
-                logger.warning("ttrpc client connection failed: \(error.message)")
+                // A peer going away (Unavailable) is routine, e.g. after a shutdown; anything else is a fault.
+                if error.code == .unavailable {
+                    logger.debug("ttrpc client connection ended: \(error.message)")
+                } else {
+                    logger.warning("ttrpc client connection failed: \(error.message)")
+                }
                 fail(with: TTRPCError(.unavailable, "ttrpc connection lost: \(error.message)"))
                 stream.close()
                 return

@@ -11,6 +11,20 @@ public struct TTRPCContext: Sendable {
     public let metadata: [String: [String]]
     /// The caller's deadline, when it set one. Handlers that block should honour it.
     public let deadline: Deadline?
+    /// Work to do once the response is on the wire (e.g. power off after acknowledging Shutdown).
+    public let afterResponse = AfterResponse()
+}
+
+/// Actions a handler queues to run after its response was sent (or failed to send).
+public final class AfterResponse: @unchecked Sendable {
+    private let lock = NSLockLite()
+    private var actions: [@Sendable () -> Void] = []
+
+    public func add(_ action: @escaping @Sendable () -> Void) { lock.withLock { actions.append(action) } }
+
+    func run() {
+        for action in lock.withLock({ actions }) { action() }
+    }
 }
 
 public typealias TTRPCHandler = @Sendable (TTRPCContext, [UInt8]) throws -> [UInt8]
@@ -111,7 +125,9 @@ public final class TTRPCServer: Sendable {
                 do {
                     try startDetachedThread { [self] in
                         defer { active.leave() }
-                        send(writer, id, dispatch(request))
+                        let (result, context) = dispatch(request)
+                        send(writer, id, result)
+                        context?.afterResponse.run()
                     }
                 } catch {
                     active.leave()
@@ -121,12 +137,12 @@ public final class TTRPCServer: Sendable {
         }
     }
 
-    func dispatch(_ request: Ttrpc_Request) -> Result<[UInt8], TTRPCError> {
+    func dispatch(_ request: Ttrpc_Request) -> (Result<[UInt8], TTRPCError>, TTRPCContext?) {
         guard let service = services[request.service] else {
-            return .failure(TTRPCError(.unimplemented, "service \(request.service)"))
+            return (.failure(TTRPCError(.unimplemented, "service \(request.service)")), nil)
         }
         guard let handler = service.methods[request.method] else {
-            return .failure(TTRPCError(.unimplemented, "method \(request.method)"))
+            return (.failure(TTRPCError(.unimplemented, "method \(request.method)")), nil)
         }
         var metadata: [String: [String]] = [:]
         for pair in request.metadata { metadata[pair.key, default: []].append(pair.value) }
@@ -134,11 +150,11 @@ public final class TTRPCServer: Sendable {
             ? Deadline(nanoseconds: Deadline.monotonicNanoseconds() &+ UInt64(request.timeoutNano)) : nil
         let context = TTRPCContext(service: request.service, method: request.method, metadata: metadata, deadline: deadline)
         do {
-            return .success(try handler(context, request.payload.bytes))
+            return (.success(try handler(context, request.payload.bytes)), context)
         } catch {
             let status = TTRPCError.status(for: error)
             logger.debug("ttrpc \(request.service)/\(request.method) failed", metadata: ["code": "\(status.code)", "error": "\(status.message)"])
-            return .failure(status)
+            return (.failure(status), context)
         }
     }
 

@@ -64,7 +64,7 @@ struct BootBench: ParsableCommand {
             }
             accel = sandbox.accelerator.rawValue
             agentBoot.append(sandbox.bootSeconds)
-            agentRSS.append(Double(sandbox.firstHealth.agentRSSKiB))
+            agentRSS.append(Double(sandbox.firstHealth.agentRssKib))
             qemuRSS.append(Double(ProcessMemory.residentKiB(pid: sandbox.vm.process.pid)))
             qemuPSS.append(Double(ProcessMemory.proportionalKiB(pid: sandbox.vm.process.pid)))
             let watch = Stopwatch()

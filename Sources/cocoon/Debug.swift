@@ -33,8 +33,8 @@ struct Debug: ParsableCommand {
             print(String(format: "sandbox %@ booted in %.3f s (%@, %@, %d MiB, %d vCPU)", sandboxID, sandbox.bootSeconds,
                          sandbox.accelerator.rawValue, config.hypervisor.machine.rawValue,
                          config.hypervisor.memoryMiB, config.hypervisor.vcpus))
-            print("agent: cocoon-agent \(h.agentVersion), pid \(h.pid), RSS \(h.agentRSSKiB) KiB")
-            print(String(format: "guest: Linux %@, up %.2f s, %d MiB memory", h.kernelRelease, h.uptimeSeconds, h.memoryTotalKiB / 1024))
+            print("agent: cocoon-agent \(h.agentVersion), pid \(h.pid), RSS \(h.agentRssKib) KiB")
+            print(String(format: "guest: Linux %@, up %.2f s, %d MiB memory", h.kernelRelease, h.uptimeSeconds, h.memoryTotalKib / 1024))
             print("host: QEMU pid \(sandbox.vm.process.pid), RSS \(qemuRSS / 1024) MiB")
             let consoleLines = console ? sandbox.vm.consoleTail(200) : []
             let end = sandbox.shutdown()

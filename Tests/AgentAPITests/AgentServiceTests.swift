@@ -2,6 +2,7 @@ import AgentAPI
 import Foundation
 import GuestAgent
 import Logging
+import TTRPC
 import Sockets
 import SystemCalls
 import Testing
@@ -12,92 +13,128 @@ import TestSupport
 @Suite struct AgentServiceTests {
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
-    func socketPair() throws -> (FileDescriptor, FileDescriptor) {
-        var fds: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
-        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
-    }
-
-    func serveInBackground(_ fd: FileDescriptor) throws {
-        let service = AgentService(mode: .hostProcess, logger: logger)
+    /// The agent's mux + ttrpc server on one end of a socketpair; the host client on the other.
+    func connectedClient(mode: AgentService.Mode = .hostProcess) throws -> (AgentClient, FileDescriptor) {
+        let (a, b) = try StreamSocket.pair()
+        let service = AgentService(mode: mode, logger: logger) {}
+        let server = TTRPCServer(services: [service.ttrpcService()], logger: logger)
         try startDetachedThread {
-            _ = service.serve(fd)
-            fd.close()
+            AgentMain.serveMux(on: DescriptorStream(b), server: server, logger: logger)
+            b.close()
         }
+        return (try AgentClient(stream: DescriptorStream(a), logger: logger), a)
     }
 
     @Test func healthAnswer() throws {
-        let (a, b) = try socketPair()
-        try serveInBackground(b)
-        let client = AgentClient(fd: a)
-        let h = try client.health(until: .after(seconds: 10))
+        let (client, _) = try connectedClient()
+        defer { client.close() }
+        let h = try client.health(timeout: 10)
         #expect(h.agentVersion == CocoonVersion.string)
         #expect(h.pid == getpid())
-        #expect(h.agentRSSKiB > 0)
-        #expect(h.memoryTotalKiB > 0)
+        #expect(h.agentRssKib > 0)
+        #expect(h.memoryTotalKib > 0)
         #expect(!h.kernelRelease.isEmpty)
         // A second request on the same connection.
-        #expect(try client.health(until: .after(seconds: 10)).pid == getpid())
+        #expect(try client.health(timeout: 10).pid == getpid())
     }
 
-    func exchange(_ bytes: [UInt8], on fd: FileDescriptor) throws -> [UInt8] {
-        try fd.writeAll(bytes, until: .after(seconds: 5))
-        var out: [UInt8] = []
-        while !out.contains(0x0a) {
-            let chunk = try fd.read(upTo: 65536, until: .after(seconds: 5))
-            if chunk.isEmpty { break }
-            out += chunk
+    @Test func guestDetails() throws {
+        let (client, _) = try connectedClient()
+        defer { client.close() }
+        let d = try client.guestDetails(timeout: 10)
+        #expect(d.onlineCpus >= 1)
+        #expect(d.filesystems.contains("proc"))
+        #expect(d.memoryTotalKib > 0)
+    }
+
+    @Test func concurrentCallsOnOneConnection() throws {
+        let (client, _) = try connectedClient()
+        defer { client.close() }
+        let failures = Counter()
+        let done = Counter()
+        for _ in 0..<16 {
+            try startDetachedThread {
+                for _ in 0..<20 where (try? client.health(timeout: 10)) == nil { failures.increment() }
+                done.increment()
+            }
         }
-        return out
+        let deadline = Deadline.after(seconds: 30)
+        while done.value < 16 && !deadline.hasPassed { sleep(seconds: 0.01) }
+        #expect(done.value == 16)
+        #expect(failures.value == 0)
     }
 
     @Test func unknownMethodIsUnimplemented() throws {
-        let (a, b) = try socketPair()
-        try serveInBackground(b)
-        let reply = try exchange(Array("{\"id\":5,\"method\":\"Format\"}\n".utf8), on: a)
-        let response = try LineFramer.decode(AgentResponse.self, from: Array(reply.dropLast()))
-        #expect(response.id == 5)
-        #expect(response.error?.code == StatusCodesRaw.unimplemented)
+        let (client, _) = try connectedClient()
+        defer { client.close() }
+        let error = #expect(throws: AgentAPIError.self) {
+            _ = try client.call("Format", Cocoon_Agent_V1_Empty(), returning: Cocoon_Agent_V1_Empty.self, timeout: 5)
+        }
+        #expect(error?.code == .unimplemented)
+        #expect(error?.message.contains("Format") == true)
+        // The connection survives the refusal.
+        #expect(try client.health(timeout: 5).pid == getpid())
     }
 
-    @Test func malformedRequestGetsAnErrorAndTheConnectionSurvives() throws {
-        let (a, b) = try socketPair()
-        try serveInBackground(b)
-        let reply = try exchange(Array("this is not json\n".utf8), on: a)
-        let response = try LineFramer.decode(AgentResponse.self, from: Array(reply.dropLast()))
-        #expect(response.error?.code == StatusCodesRaw.invalidArgument)
-        #expect(try AgentClient(fd: a).health(until: .after(seconds: 5)).pid == getpid())
+    @Test func setTimeIsRefusedOutsideAGuest() throws {
+        let (client, _) = try connectedClient()
+        defer { client.close() }
+        let error = #expect(throws: AgentAPIError.self) {
+            try client.setTime(unixNanoseconds: 1_700_000_000_000_000_000, timeout: 5)
+        }
+        #expect(error?.code == .failedPrecondition)
     }
 
-    @Test func oversizedRequestClosesTheConnection() throws {
-        let (a, b) = try socketPair()
-        try serveInBackground(b)
-        // No newline: the agent must give up at its limit rather than buffer forever.
-        let flood = [UInt8](repeating: 0x7b, count: LineFramer.maxLineBytes + 4096)
-        try? a.writeAll(flood, until: .after(seconds: 5))
-        let end = try a.read(upTo: 16, until: .after(seconds: 5))
-        #expect(end.isEmpty)
+    @Test func setTimeValidatesItsArgumentInAGuest() throws {
+        // Guest mode, but a non-positive time is refused before any clock is touched.
+        let (client, _) = try connectedClient(mode: .guest)
+        defer { client.close() }
+        let error = #expect(throws: AgentAPIError.self) { try client.setTime(unixNanoseconds: -5, timeout: 5) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains("unix_nanoseconds") == true)
     }
 
-    @Test func clientRejectsAnAnswerThatIsTooLarge() throws {
-        let (a, b) = try socketPair()
-        // A hostile "agent" that answers with an endless line.
+    @Test func garbageOnTheTransportEndsTheSessionWithoutACrash() throws {
+        let (a, b) = try StreamSocket.pair()
+        let service = AgentService(mode: .hostProcess, logger: logger) {}
+        let server = TTRPCServer(services: [service.ttrpcService()], logger: logger)
+        let ended = Counter()
         try startDetachedThread {
-            _ = try? b.read(upTo: 1024, until: .after(seconds: 5))
-            try? b.writeAll([UInt8](repeating: 0x20, count: LineFramer.maxLineBytes + 10), until: .after(seconds: 5))
+            AgentMain.serveMux(on: DescriptorStream(b), server: server, logger: logger)
+            ended.increment()
+            b.close()
         }
-        #expect(throws: AgentAPIError.oversized(LineFramer.maxLineBytes + 10)) {
-            try AgentClient(fd: a).health(until: .after(seconds: 5))
-        }
-        b.close()
+        // An impossible mux frame: an unknown kind on channel 7.
+        try a.writeAll([0, 0, 0, 7, 0x7f, 0, 0, 0, 0, 0] + Array(repeating: 0x41, count: 64), until: .after(seconds: 5))
+        let deadline = Deadline.after(seconds: 10)
+        while ended.value == 0 && !deadline.hasPassed { sleep(seconds: 0.01) }
+        #expect(ended.value == 1)
+        a.close()
     }
 
     @Test func clientTimesOutOnASilentAgent() throws {
-        let (a, b) = try socketPair()
+        let (a, b) = try StreamSocket.pair()
+        defer { b.close() }
+        let client = try AgentClient(stream: DescriptorStream(a), logger: logger)
+        defer { client.close() }
         let watch = Stopwatch()
-        #expect(throws: AgentAPIError.timedOut("Health")) { try AgentClient(fd: a).health(until: .after(seconds: 0.3)) }
+        let error = #expect(throws: AgentAPIError.self) { try client.health(timeout: 0.3) }
+        #expect(error?.code == .deadlineExceeded)
         #expect(watch.elapsedSeconds < 3)
-        b.close()
+    }
+
+    @Test func clientFailsFastWhenTheAgentGoesAway() throws {
+        let (a, b) = try StreamSocket.pair()
+        let client = try AgentClient(stream: DescriptorStream(a), logger: logger)
+        defer { client.close() }
+        try startDetachedThread {
+            sleep(seconds: 0.2)
+            b.close()
+        }
+        let watch = Stopwatch()
+        let error = #expect(throws: AgentAPIError.self) { try client.health(timeout: 20) }
+        #expect(error?.code == .unavailable)
+        #expect(watch.elapsedSeconds < 10)
     }
 
     /// The agent binary built by this package, next to the test bundle.
@@ -116,10 +153,11 @@ import TestSupport
             unlink(socket)
         }
         let fd = try StreamSocket.connectUnix(path: socket, until: .after(seconds: 10))
-        let client = AgentClient(fd: fd)
-        let h = try client.health(until: .after(seconds: 10))
+        let client = try AgentClient(stream: DescriptorStream(fd), logger: logger)
+        defer { client.close() }
+        let h = try client.health(timeout: 10)
         #expect(h.pid == process.processIdentifier)
-        try client.shutdown(until: .after(seconds: 10))
+        try client.shutdown(timeout: 10)
         let deadline = Deadline.after(seconds: 10)
         while process.isRunning && !deadline.hasPassed { sleep(seconds: 0.02) }
         #expect(!process.isRunning)
@@ -140,8 +178,10 @@ import TestSupport
     }
 }
 
-/// Raw status values, to compare with what crossed the wire.
-enum StatusCodesRaw {
-    static let invalidArgument: Int32 = 3
-    static let unimplemented: Int32 = 12
+/// A thread-safe count for the tests' background threads.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLockLite()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
 }

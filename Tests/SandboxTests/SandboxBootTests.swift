@@ -28,7 +28,7 @@ struct SandboxBootTests {
         #expect(sandbox.firstHealth.pid == 1, "the agent is PID 1")
         #expect(sandbox.firstHealth.agentVersion == CocoonVersionForTests.string)
         #expect(sandbox.firstHealth.kernelRelease.hasPrefix("6.1"))
-        #expect(sandbox.firstHealth.memoryTotalKiB > 128 * 1024)
+        #expect(sandbox.firstHealth.memoryTotalKib > 128 * 1024)
         #expect(sandbox.bootSeconds > 0 && sandbox.bootSeconds < env.configuration.hypervisor.bootTimeoutSeconds)
         // The QMP side of the driver sees a running VM.
         let qmp = try sandbox.vm.qmpClient(until: .after(seconds: 10))
