@@ -59,7 +59,8 @@ let package = Package(
         ]),
         // The agent's logic: PID 1 duties, channel discovery, request handling.
         .target(name: "GuestAgent", dependencies: [
-            "AgentAPI", "TTRPC", "Mux", "Sockets", "SystemCalls", "CSupport", .product(name: "Logging", package: "swift-log"),
+            "AgentAPI", "TTRPC", "Mux", "Sockets", "SystemCalls", "CSupport", "Processes", "LinuxContainer", "Cgroups", "OCI",
+            "StatusCodes", .product(name: "Logging", package: "swift-log"),
         ]),
         // The sandbox controller: boots the VM, owns the channel, tears everything down.
         .target(name: "Sandbox", dependencies: [
@@ -89,7 +90,8 @@ let package = Package(
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
-            "AgentAPI", "GuestAgent", "Mux", "TTRPC", "Sockets", "SystemCalls", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            "AgentAPI", "GuestAgent", "Mux", "TTRPC", "OCI", "Sockets", "SystemCalls", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),

@@ -15,6 +15,23 @@ for root in "$@"; do
     echo "check-leaks: container state left in $root: $containers" >&2
     status=1
   fi
+  for sub in containers bundles; do
+    if [ -d "$root/$sub" ] && [ -n "$(ls -A "$root/$sub")" ]; then
+      echo "check-leaks: agent $sub left in $root/$sub: $(ls "$root/$sub" | tr '\n' ' ')" >&2
+      status=1
+    fi
+  done
+  left=$(pgrep -a -f "(cocoon-agent|virtiofsd).*$root" || true)
+  if [ -n "$left" ]; then
+    echo "check-leaks: agent or virtiofsd processes left running for $root:" >&2
+    echo "$left" | sed 's/^/  /' >&2
+    status=1
+  fi
+  mounts=$(awk -v r="$root/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo)
+  if [ -n "$mounts" ]; then
+    echo "check-leaks: mounts left under $root: $mounts" >&2
+    status=1
+  fi
   if [ -d "$root/sandboxes" ] && [ -n "$(ls -A "$root/sandboxes")" ]; then
     echo "check-leaks: sandbox state left in $root/sandboxes: $(ls "$root/sandboxes" | tr '\n' ' ')" >&2
     status=1

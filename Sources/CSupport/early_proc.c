@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "CSupport.h"
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,7 +16,8 @@ __attribute__((constructor(101))) static void cocoon_early_init(void) {
     // A peer that closes a pipe or socket early (a hook that ignores its stdin, a client that goes
     // away) must be an EPIPE error, not the end of the runtime. Children get SIG_DFL back at spawn.
     signal(SIGPIPE, SIG_IGN);
-    if (getpid() != 1) return;
+    // PID 1 of a container's pid namespace during the init stage is not the guest's init.
+    if (getpid() != 1 || getenv("_COCOON_INIT_SYNC_FD") != NULL) return;
     mkdir("/proc", 0555);
     if (access("/proc/self/exe", F_OK) != 0) {
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0)

@@ -1,10 +1,16 @@
 import AgentAPI
 import CSupport
+import LinuxContainer
 import Logging
 import Mux
 import Sockets
 import SystemCalls
 import TTRPC
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,16 +32,22 @@ public enum ListenAddress: Sendable, Equatable {
 
 public enum AgentMain {
     public static let usage = """
-        usage: cocoon-agent [--listen unix:PATH|vsock:PORT|serial] [--log-level LEVEL]
+        usage: cocoon-agent [--listen unix:PATH|vsock:PORT|serial] [--log-level LEVEL] [--state-root DIR]
           As PID 1 in a cocoon VM it needs no arguments: the channel and log level come from the
           kernel command line (cocoon.channel=serial|vsock, cocoon.log=LEVEL).
-          As a plain process it serves the same API on --listen (for tests and development).
+          As a plain process it serves the same API on --listen (for tests and development), keeping
+          container state under --state-root (default /run/cocoon-agent).
         """
 
     /// Parsed by hand: the agent is /init in the initramfs, and a small binary boots faster.
-    public static func parseArguments(_ args: [String]) -> Result<(ListenAddress?, Logger.Level?), AgentUsageError> {
-        var listen: ListenAddress?
-        var level: Logger.Level?
+    public struct Arguments: Sendable, Equatable {
+        public var listen: ListenAddress?
+        public var level: Logger.Level?
+        public var stateRoot = "/run/cocoon-agent"
+    }
+
+    public static func parseArguments(_ args: [String]) -> Result<Arguments, AgentUsageError> {
+        var parsed = Arguments()
         var i = 0
         while i < args.count {
             let arg = args[i]
@@ -45,30 +57,43 @@ public enum AgentMain {
                 guard let v = value(), let addr = ListenAddress.parse(v) else {
                     return .failure(AgentUsageError(message: "--listen needs unix:PATH, vsock:PORT or serial"))
                 }
-                listen = addr
+                parsed.listen = addr
                 i += 2
             case "--log-level":
                 guard let v = value(), let l = Logger.Level(rawValue: v) else {
                     return .failure(AgentUsageError(message: "--log-level needs one of: trace, debug, info, notice, warning, error, critical"))
                 }
-                level = l
+                parsed.level = l
+                i += 2
+            case "--state-root":
+                guard let v = value(), v.hasPrefix("/"), v.utf8.count < 200 else {
+                    return .failure(AgentUsageError(message: "--state-root needs an absolute directory path"))
+                }
+                parsed.stateRoot = v
                 i += 2
             default:
                 return .failure(AgentUsageError(message: "unknown argument '\(arg)'"))
             }
         }
-        return .success((listen, level))
+        return .success(parsed)
     }
 
     public static func run(arguments: [String]) -> Never {
+        // The container init stage is this binary too (the guest has no other): ContainerRuntime
+        // starts it with the sync descriptor in its environment.
+        if getenv(InitProcess.syncFDEnvironment) != nil {
+            InitProcess.main(environment: ProcessInfo.processInfo.environment)
+        }
         let isInit = getpid() == 1
         let cmdline = isInit ? ((try? Files.readString("/proc/cmdline")) ?? "") : ""
         var listen: ListenAddress?
         var level = ConsoleLogHandler.level(fromKernelCommandLine: cmdline)
+        var stateRoot = Arguments().stateRoot
         switch parseArguments(arguments) {
-        case .success(let (l, lv)):
-            listen = l
-            if let lv { level = lv }
+        case .success(let parsed):
+            listen = parsed.listen
+            if let lv = parsed.level { level = lv }
+            stateRoot = parsed.stateRoot
         case .failure(let e):
             writeToStandardError("cocoon-agent: \(e.message)\n\(usage)\n")
             if !isInit { exit(2) }
@@ -88,15 +113,15 @@ public enum AgentMain {
             exit(2)
         }
         logger.info("cocoon-agent \(CocoonVersion.string) ready", metadata: ["pid": "\(getpid())", "listen": "\(address)"])
-        let service = AgentService(mode: isInit ? .guest : .hostProcess, logger: logger) {
+        let service = AgentService(mode: isInit ? .guest : .hostProcess, stateRoot: isInit ? "/run/cocoon" : stateRoot,
+                                   logger: logger) {
             finish(isInit: isInit, logger: logger)
         }
-        let server = TTRPCServer(services: [service.ttrpcService()], logger: logger)
-        serveForever(address, server: server, isInit: isInit, logger: logger)
+        serveForever(address, service: service, isInit: isInit, logger: logger)
     }
 
     /// Never returns: as PID 1 every error is logged and retried after a pause.
-    static func serveForever(_ address: ListenAddress, server: TTRPCServer, isInit: Bool, logger: Logger) -> Never {
+    static func serveForever(_ address: ListenAddress, service: AgentService, isInit: Bool, logger: Logger) -> Never {
         while true {
             do {
                 switch address {
@@ -106,15 +131,15 @@ public enum AgentMain {
                     // connection is a new mux session on the same descriptor.
                     let stream = DescriptorStream(fd)
                     while true {
-                        serveMux(on: stream, server: server, logger: logger)
+                        serveMux(on: stream, service: service, logger: logger)
                         sleep(seconds: 0.05)
                     }
                 case .unix(let path):
                     let listener = try StreamSocket.listenUnix(path: path)
-                    try acceptLoop(listener, server: server, logger: logger)
+                    try acceptLoop(listener, service: service, logger: logger)
                 case .vsock(let port):
                     let listener = try StreamSocket.listenVsock(port: port)
-                    try acceptLoop(listener, server: server, logger: logger)
+                    try acceptLoop(listener, service: service, logger: logger)
                 }
             } catch {
                 logger.error("agent channel failed: \(error); retrying in 1 s")
@@ -125,7 +150,7 @@ public enum AgentMain {
     }
 
     /// Serves ttrpc on every control channel the host opens, until the mux ends.
-    public static func serveMux(on stream: any ByteStream, server: TTRPCServer, logger: Logger) {
+    public static func serveMux(on stream: any ByteStream, service: AgentService, logger: Logger) {
         let mux: Mux
         do throws(MuxError) {
             mux = try Mux(stream: stream, role: .guest, logger: logger)
@@ -133,6 +158,7 @@ public enum AgentMain {
             logger.error("cannot start the mux: \(error.message)")
             return
         }
+        let server = TTRPCServer(services: [service.ttrpcService(mux: mux)], logger: logger)
         while true {
             let channel: MuxChannel
             do throws(MuxError) {
@@ -150,12 +176,12 @@ public enum AgentMain {
         }
     }
 
-    static func acceptLoop(_ listener: FileDescriptor, server: TTRPCServer, logger: Logger) throws(SystemError) -> Never {
+    static func acceptLoop(_ listener: FileDescriptor, service: AgentService, logger: Logger) throws(SystemError) -> Never {
         while true {
             let raw = try SystemError.check("accept") { cocoon_accept_cloexec(listener.rawValue) }
             let conn = FileDescriptor(adopting: raw)
             try startDetachedThread {
-                serveMux(on: DescriptorStream(conn), server: server, logger: logger)
+                serveMux(on: DescriptorStream(conn), service: service, logger: logger)
                 conn.close()
             }
         }

@@ -1,5 +1,6 @@
 import AgentAPI
 import Logging
+import Mux
 import StatusCodes
 import SystemCalls
 import TTRPC
@@ -9,7 +10,7 @@ import Glibc
 
 /// The agent API's handlers. Transport-free: the same service runs behind a mux on virtio-serial,
 /// vsock or a unix socket. Methods not listed here answer Unimplemented.
-public struct AgentService: Sendable {
+public final class AgentService: Sendable {
     public enum Mode: Sendable {
         /// PID 1 in a VM: Shutdown powers the guest off.
         case guest
@@ -21,21 +22,33 @@ public struct AgentService: Sendable {
     let logger: Logger
     /// Runs after the Shutdown answer is on the wire.
     let onShutdown: @Sendable () -> Void
+    let containers: GuestContainers
+    let stateRoot: String
 
-    public init(mode: Mode, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
+    /// `stateRoot` holds the agent's container state and guest bundles (/run/cocoon in a guest).
+    public init(mode: Mode, stateRoot: String, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
         self.mode = mode
         self.logger = logger
         self.onShutdown = onShutdown
+        self.stateRoot = stateRoot
+        // The container init stage is this very binary (see AgentMain.run).
+        let exe = (try? Files.readLink("/proc/self/exe")) ?? "/init"
+        containers = GuestContainers(stateRoot: stateRoot, initExecutable: exe, logger: logger)
     }
 
-    public func ttrpcService() -> TTRPCService {
+    /// The service for one host session: stdio channels live on that session's mux.
+    public func ttrpcService(mux: Mux) -> TTRPCService {
         var s = TTRPCService(AgentChannel.service)
-        s.unary("Health") { (_, _: Cocoon_Agent_V1_HealthRequest) in health() }
-        s.unary("GuestDetails") { (_, _: Cocoon_Agent_V1_GuestDetailsRequest) in guestDetails() }
-        s.unary("SetTime") { (_, r: Cocoon_Agent_V1_SetTimeRequest) in try setTime(r) }
-        s.unary("Shutdown") { [onShutdown, logger] (context, _: Cocoon_Agent_V1_ShutdownRequest) -> Cocoon_Agent_V1_Empty in
+        registerContainerMethods(&s, mux: mux)
+        s.unary("Health") { [self] (_, _: Cocoon_Agent_V1_HealthRequest) in health() }
+        s.unary("GuestDetails") { [self] (_, _: Cocoon_Agent_V1_GuestDetailsRequest) in guestDetails() }
+        s.unary("SetTime") { [self] (_, r: Cocoon_Agent_V1_SetTimeRequest) in try setTime(r) }
+        s.unary("Shutdown") { [onShutdown, logger, containers] (context, _: Cocoon_Agent_V1_ShutdownRequest) -> Cocoon_Agent_V1_Empty in
             logger.info("shutdown requested")
-            context.afterResponse.add(onShutdown)
+            context.afterResponse.add { [containers] in
+                containers.removeAll()
+                onShutdown()
+            }
             return Cocoon_Agent_V1_Empty()
         }
         return s

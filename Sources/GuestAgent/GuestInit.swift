@@ -1,5 +1,6 @@
 import CSupport
 import Logging
+import Processes
 import SystemCalls
 #if canImport(Glibc)
 import Glibc
@@ -39,7 +40,7 @@ public enum GuestInit {
         symlink("pts/ptmx", "/dev/ptmx")
     }
 
-    /// Reaps every child and orphan. SIGCHLD was blocked process-wide by the C constructor
+    /// Reaps orphans (children a ChildProcess owns are reaped by their owner). SIGCHLD was blocked process-wide by the C constructor
     /// before any thread started, so sigwait here is the only place it is taken.
     public static func startReaper(logger: Logger) {
         do {
@@ -47,15 +48,12 @@ public enum GuestInit {
                 var set = sigset_t()
                 sigemptyset(&set)
                 sigaddset(&set, SIGCHLD)
+                var timeout = timespec(tv_sec: 1, tv_nsec: 0)
                 while true {
-                    var sig: Int32 = 0
-                    sigwait(&set, &sig)
-                    while true {
-                        var status: Int32 = 0
-                        let pid = waitpid(-1, &status, WNOHANG)
-                        if pid <= 0 { break }
-                        logger.trace("reaped", metadata: ["pid": "\(pid)", "status": "\(status)"])
-                    }
+                    // SIGCHLD, or a second's pause: signals coalesce, so a periodic pass catches any missed.
+                    _ = sigtimedwait(&set, nil, &timeout)
+                    let n = ChildRegistry.shared.reapOrphans()
+                    if n > 0 { logger.trace("reaped orphans", metadata: ["count": "\(n)"]) }
                 }
             }
         } catch {

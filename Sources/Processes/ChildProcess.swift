@@ -74,7 +74,8 @@ public final class ChildProcess: @unchecked Sendable {
         let fds = options.fds.map { $0 ?? -1 }
         var pid: pid_t = 0
         var pidfd: Int32 = -1
-        let err: Int32 = executable.withCString { path in
+        let err: Int32 = ChildRegistry.shared.spawning { () -> (Int32, pid_t?) in
+          let err: Int32 = executable.withCString { path in
             (argv + [nil]).withUnsafeBufferPointer { argvBuf in
                 (envp + [nil]).withUnsafeBufferPointer { envBuf in
                     fds.withUnsafeBufferPointer { fdBuf in
@@ -95,6 +96,8 @@ public final class ChildProcess: @unchecked Sendable {
                     }
                 }
             }
+          }
+          return (err, err == 0 ? pid : nil)
         }
         if err != 0 { throw SystemError("spawn \(executable)", errno: err) }
         return ChildProcess(pid: pid, pidfd: FileDescriptor(adopting: pidfd), executable: executable)
@@ -105,6 +108,9 @@ public final class ChildProcess: @unchecked Sendable {
         self.pidfd = pidfd
         self.executable = executable
     }
+
+    // Not waited for: a PID 1 may reap it as an orphan once it exits.
+    deinit { if termination == nil { ChildRegistry.shared.release(pid) } }
 
     /// The descriptor that becomes readable when the child exits, for poll() alongside sockets.
     public var exitDescriptor: Int32 { pidfd.rawValue }
@@ -130,6 +136,7 @@ public final class ChildProcess: @unchecked Sendable {
             var r: pid_t
             repeat { r = waitpid(pid, &status, WNOHANG) } while r < 0 && errno == EINTR
             guard r == pid else { return nil }
+            ChildRegistry.shared.release(pid)
             let t: Termination = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
             termination = t
             return t

@@ -39,15 +39,43 @@ public enum Files {
     }
 
     /// rm -rf, without following symlinks out of the tree.
+    /// Removes a directory tree without crossing into other filesystems or bind mounts: a mount
+    /// left under it (a container's rootfs shared into a VM) must never have its contents deleted.
     public static func removeTree(_ path: String) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
+        let mounts = Set(mountPoints(under: path))
+        removeTree(path, device: st.st_dev, skipping: mounts)
+    }
+
+    private static func removeTree(_ path: String, device: dev_t, skipping mounts: Set<String>) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            for entry in entries(path) { removeTree(path + "/" + entry.name) }
+            guard st.st_dev == device, !mounts.contains(path) else { return }
+            for entry in entries(path) { removeTree(path + "/" + entry.name, device: device, skipping: mounts) }
             rmdir(path)
         } else {
             unlink(path)
         }
+    }
+
+    /// Mount points at or below `path`, from /proc/self/mountinfo.
+    public static func mountPoints(under path: String) -> [String] {
+        let text = (try? readString("/proc/self/mountinfo", limit: 16 << 20)) ?? ""
+        return text.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard fields.count > 4 else { return nil }
+            let point = String(fields[4]).replacing("\\040", with: " ")
+            return point == path || point.hasPrefix(path + "/") ? point : nil
+        }
+    }
+
+    public static func readLink(_ path: String) throws(SystemError) -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buffer, 4096)
+        guard n >= 0 else { throw SystemError("readlink \(path)") }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The last `count` lines of a text file, for error messages (reads at most the last 64 KiB).

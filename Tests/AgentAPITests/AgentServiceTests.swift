@@ -16,10 +16,9 @@ import TestSupport
     /// The agent's mux + ttrpc server on one end of a socketpair; the host client on the other.
     func connectedClient(mode: AgentService.Mode = .hostProcess) throws -> (AgentClient, FileDescriptor) {
         let (a, b) = try StreamSocket.pair()
-        let service = AgentService(mode: mode, logger: logger) {}
-        let server = TTRPCServer(services: [service.ttrpcService()], logger: logger)
+        let service = AgentService(mode: mode, stateRoot: "/run/cocoon-test-agent", logger: logger) {}
         try startDetachedThread {
-            AgentMain.serveMux(on: DescriptorStream(b), server: server, logger: logger)
+            AgentMain.serveMux(on: DescriptorStream(b), service: service, logger: logger)
             b.close()
         }
         return (try AgentClient(stream: DescriptorStream(a), logger: logger), a)
@@ -96,11 +95,10 @@ import TestSupport
 
     @Test func garbageOnTheTransportEndsTheSessionWithoutACrash() throws {
         let (a, b) = try StreamSocket.pair()
-        let service = AgentService(mode: .hostProcess, logger: logger) {}
-        let server = TTRPCServer(services: [service.ttrpcService()], logger: logger)
+        let service = AgentService(mode: .hostProcess, stateRoot: "/run/cocoon-test-agent", logger: logger) {}
         let ended = Counter()
         try startDetachedThread {
-            AgentMain.serveMux(on: DescriptorStream(b), server: server, logger: logger)
+            AgentMain.serveMux(on: DescriptorStream(b), service: service, logger: logger)
             ended.increment()
             b.close()
         }
@@ -165,14 +163,16 @@ import TestSupport
     }
 
     @Test func agentArguments() {
-        if case .success(let (listen, level)) = AgentMain.parseArguments(["--listen", "vsock:1024", "--log-level", "debug"]) {
-            #expect(listen == .vsock(port: 1024))
-            #expect(level == .debug)
+        if case .success(let parsed) = AgentMain.parseArguments(["--listen", "vsock:1024", "--log-level", "debug", "--state-root", "/tmp/s"]) {
+            #expect(parsed.listen == .vsock(port: 1024))
+            #expect(parsed.level == .debug)
+            #expect(parsed.stateRoot == "/tmp/s")
         } else {
             Issue.record("valid arguments refused")
         }
         if case .success = AgentMain.parseArguments(["--listen", "tcp:1"]) { Issue.record("tcp accepted") }
         if case .success = AgentMain.parseArguments(["--bogus"]) { Issue.record("unknown flag accepted") }
+        if case .success = AgentMain.parseArguments(["--state-root", "relative"]) { Issue.record("relative state root accepted") }
         #expect(ConsoleLogHandler.level(fromKernelCommandLine: "quiet cocoon.log=trace x") == .trace)
         #expect(ConsoleLogHandler.level(fromKernelCommandLine: "cocoon.log=loud") == .info)
     }
