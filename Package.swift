@@ -64,7 +64,8 @@ let package = Package(
         ]),
         // The sandbox controller: boots the VM, owns the channel, tears everything down.
         .target(name: "Sandbox", dependencies: [
-            "Config", "Hypervisor", "AgentAPI", "Sockets", "Processes", "StatusCodes", .product(name: "Logging", package: "swift-log"),
+            "Config", "Hypervisor", "AgentAPI", "Mux", "OCI", "Sockets", "Processes", "StatusCodes",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // `cocoon check`: host requirements with fix hints.
         .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
@@ -93,7 +94,7 @@ let package = Package(
             "AgentAPI", "GuestAgent", "Mux", "TTRPC", "OCI", "Sockets", "SystemCalls", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor", "OCI", "SystemCalls", "TestSupport"]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),
         .testTarget(name: "TTRPCTests", dependencies: [
             "TTRPC", "Sockets", "SystemCalls", "Processes", "TestSupport",

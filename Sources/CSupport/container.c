@@ -200,3 +200,11 @@ int cocoon_bpf_attach_device_program(int cgroup_fd, int prog_fd) {
     attr.attach_flags = BPF_F_ALLOW_MULTI;
     return (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr);
 }
+
+int cocoon_get_winsize(int fd, unsigned *rows, unsigned *cols) {
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) < 0) return -1;
+    *rows = ws.ws_row;
+    *cols = ws.ws_col;
+    return 0;
+}

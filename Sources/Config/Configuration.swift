@@ -27,6 +27,8 @@ public struct HypervisorConfig: Sendable, Equatable {
     public var bootTimeoutSeconds: Double
     public var kernelParams: [String]
     public var virtiofsd: String
+    /// How container root filesystems reach the guest.
+    public var sharedFS: SharedFilesystemKind
 }
 
 /// `[agent]`
@@ -69,7 +71,8 @@ public struct Configuration: Sendable, Equatable {
                 vcpus: 1,
                 bootTimeoutSeconds: 30,
                 kernelParams: [],
-                virtiofsd: "/usr/lib/qemu/virtiofsd"),
+                virtiofsd: "/usr/lib/qemu/virtiofsd",
+                sharedFS: .virtioFS),
             agent: AgentConfig(logLevel: .info),
             runtime: RuntimeConfig(isolation: .vm, root: "/run/cocoon", debug: false, initBinary: nil),
             source: nil)
@@ -121,8 +124,9 @@ public struct Configuration: Sendable, Equatable {
         if let h = try reader.subtable(table, "hypervisor") {
             try reader.checkKeys(h, prefix: "hypervisor.", allowed: [
                 "path", "kernel", "initrd", "machine", "accel", "memory_mib", "vcpus",
-                "boot_timeout_seconds", "kernel_params", "virtiofsd",
+                "boot_timeout_seconds", "kernel_params", "virtiofsd", "shared_fs",
             ])
+            if let v: SharedFilesystemKind = try reader.choice(h, "hypervisor.shared_fs") { config.hypervisor.sharedFS = v }
             if let v = try reader.absolutePath(h, "hypervisor.path") { config.hypervisor.path = v }
             if let v = try reader.absolutePath(h, "hypervisor.kernel") { config.hypervisor.kernel = v }
             if let v = try reader.absolutePath(h, "hypervisor.initrd") { config.hypervisor.initrd = v }

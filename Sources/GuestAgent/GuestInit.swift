@@ -29,6 +29,7 @@ public enum GuestInit {
         if cocoon_early_proc_mounted() == 0 && !Files.exists("/proc/self") {
             logger.error("/proc is not mounted; the early constructor could not mount it")
         }
+        leaveInitramfsRoot(logger: logger)
         for m in essentialMounts {
             mkdir(m.target, 0o755)
             let r = m.data.map { mount(m.source, m.target, m.type, m.flags, $0) } ?? mount(m.source, m.target, m.type, m.flags, nil)
@@ -38,6 +39,21 @@ public enum GuestInit {
         }
         symlink("/proc/self/fd", "/dev/fd")
         symlink("pts/ptmx", "/dev/ptmx")
+    }
+
+    /// pivot_root refuses to move away from the initramfs's rootfs (it has no parent mount), so a
+    /// container could not use it. switch_root's move: the same tree, bound on itself and moved
+    /// over /, becomes a mount with a parent; containers' mount namespaces copy that.
+    static func leaveInitramfsRoot(logger: Logger) {
+        mkdir("/.root", 0o700)
+        guard mount("/", "/.root", nil, UInt(MS_BIND) | UInt(MS_REC), nil) == 0 else {
+            logger.error("bind / for containers' pivot_root failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+            return
+        }
+        guard chdir("/.root") == 0, mount("/.root", "/", nil, UInt(MS_MOVE), nil) == 0, chroot(".") == 0, chdir("/") == 0 else {
+            logger.error("moving the root mount failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+            return
+        }
     }
 
     /// Reaps orphans (children a ChildProcess owns are reaped by their owner). SIGCHLD was blocked process-wide by the C constructor

@@ -33,6 +33,21 @@ public enum QEMUCommandLine {
             // virtiofsd refuses legacy virtio devices.
             args += ["-global", "virtio-mmio.force-legacy=false"]
         }
+        if let shared = spec.shared {
+            switch shared.kind {
+            case .virtioFS:
+                args += [
+                    "-chardev", "socket,id=shared,path=\(shared.socketPath)",
+                    "-device", (mmio ? "vhost-user-fs-device" : "vhost-user-fs-pci") + ",queue-size=1024,chardev=shared,tag=\(shared.tag)",
+                ]
+            case .ninep:
+                args += [
+                    // passthrough: QEMU (root) stores the guest's owners and modes as they are.
+                    "-fsdev", "local,id=shared,path=\(shared.hostPath),security_model=passthrough",
+                    "-device", (mmio ? "virtio-9p-device" : "virtio-9p-pci") + ",fsdev=shared,mount_tag=\(shared.tag)",
+                ]
+            }
+        }
         switch spec.channel {
         case .vsock(let cid):
             args += ["-device", (mmio ? "vhost-vsock-device" : "vhost-vsock-pci") + ",guest-cid=\(cid)"]

@@ -30,6 +30,30 @@ public enum ChannelTransport: Sendable, Equatable {
     case serial(socketPath: String)
 }
 
+/// How the host shares directories (container root filesystems) with the guest.
+public enum SharedFilesystemKind: String, Sendable, CaseIterable, Codable {
+    /// vhost-user-fs served by virtiofsd: the fast path.
+    case virtioFS = "virtio-fs"
+    /// QEMU's own 9p server: no extra process, slower.
+    case ninep = "9p"
+}
+
+/// One shared directory: the host path, and how QEMU exports it under `tag`.
+public struct SharedDirectory: Sendable, Equatable {
+    public var kind: SharedFilesystemKind
+    public var hostPath: String
+    public var tag: String
+    /// virtio-fs: virtiofsd's vhost-user socket.
+    public var socketPath: String
+
+    public init(kind: SharedFilesystemKind, hostPath: String, tag: String, socketPath: String) {
+        self.kind = kind
+        self.hostPath = hostPath
+        self.tag = tag
+        self.socketPath = socketPath
+    }
+}
+
 /// Everything needed to start one VM.
 public struct VMSpec: Sendable {
     public var qemuPath: String
@@ -48,6 +72,8 @@ public struct VMSpec: Sendable {
     public var agentLogLevel: String
     /// Print kernel messages on the console (otherwise `quiet`).
     public var verboseKernel: Bool
+    /// The directory shared with the guest, if any.
+    public var shared: SharedDirectory?
 
     public init(qemuPath: String, kernelPath: String, initrdPath: String, machine: MachineType,
                 accelerator: Accelerator, memoryMiB: Int, vcpus: Int, extraKernelParameters: [String] = [],

@@ -19,15 +19,22 @@ public final class Sandbox: @unchecked Sendable {
     public let bootSeconds: Double
     /// The agent's first answer.
     public let firstHealth: Cocoon_Agent_V1_HealthResponse
+    /// The directory shared with the guest (container root filesystems), when the sandbox has one.
+    public let shared: SharedDirectory?
+    public let virtiofsd: VirtioFSDaemon?
     private let connector: AgentConnector
-    private let logger: Logger
-    private let lock = NSLockLite()
+    let logger: Logger
+    let lock = NSLockLite()
     private var stopped = false  // guarded by lock
+    var containers: [String: HostContainerRecord] = [:]  // guarded by lock
 
     /// Options the caller may set beyond configuration.toml (tests and benchmarks).
     public struct BootOptions: Sendable {
         public var initrdOverride: String?
         public var extraKernelParameters: [String] = []
+        /// Share a directory with the guest for containers' root filesystems (hypervisor.shared_fs).
+        public var shareFilesystem = false
+        public var hostname = ""
         public init() {}
     }
 
@@ -83,15 +90,28 @@ public final class Sandbox: @unchecked Sendable {
             consoleLogPath: runDirectory + "/console.log",
             agentLogLevel: config.runtime.debug ? "debug" : config.agent.logLevel.rawValue,
             verboseKernel: config.runtime.debug)
+        var vmSpec = spec
 
         var connector: AgentConnector?
         var vm: VirtualMachine?
         var agent: AgentClient?
+        var virtiofsd: VirtioFSDaemon?
         do {
             connector = try AgentConnector(transport: transport)
             let watch = Stopwatch()
             let deadline = Deadline.after(seconds: config.hypervisor.bootTimeoutSeconds)
-            vm = try VirtualMachine.launch(spec, qemuLogPath: runDirectory + "/qemu.log", logger: logger)
+            if options.shareFilesystem {
+                let shared = SharedDirectory(kind: config.hypervisor.sharedFS, hostPath: runDirectory + "/shared",
+                                             tag: SharedFiles.tag, socketPath: runDirectory + "/virtiofs.sock")
+                try SharedFiles.prepare(shared.hostPath)
+                if shared.kind == .virtioFS {
+                    virtiofsd = try VirtioFSDaemon.start(binary: config.hypervisor.virtiofsd, sharedDirectory: shared.hostPath,
+                                                         socketPath: shared.socketPath, logPath: runDirectory + "/virtiofsd.log",
+                                                         until: deadline, logger: logger)
+                }
+                vmSpec.shared = shared
+            }
+            vm = try VirtualMachine.launch(vmSpec, qemuLogPath: runDirectory + "/qemu.log", logger: logger)
             let fd = try connector!.connect(to: vm!, until: deadline)
             do throws(AgentAPIError) {
                 agent = try AgentClient(stream: DescriptorStream(fd), logger: logger)
@@ -112,24 +132,45 @@ public final class Sandbox: @unchecked Sendable {
                 }
                 throw HypervisorError(error.code, error.message, consoleTail: vm!.consoleTail())
             }
+            if let shared = vmSpec.shared {
+                do throws(AgentAPIError) {
+                    try agent!.createSandbox(.with {
+                        $0.sandboxID = id
+                        $0.hostname = options.hostname
+                        $0.storages = [.with {
+                            $0.fstype = shared.kind == .virtioFS ? "virtiofs" : "9p"
+                            $0.source = shared.tag
+                            $0.mountPoint = SharedFiles.guestMountPoint
+                        }]
+                    }, timeout: max(deadline.remainingSeconds, 5))
+                } catch {
+                    throw SandboxError(error.code, "setting up the guest: \(error.message)", consoleTail: vm!.consoleTail())
+                }
+            }
             let seconds = watch.elapsedSeconds
             logger.info("sandbox booted", metadata: [
                 "id": "\(id)", "seconds": "\(String(format: "%.3f", seconds))", "accel": "\(accel.rawValue)",
                 "machine": "\(spec.machine.rawValue)",
             ])
             return Sandbox(id: id, runDirectory: runDirectory, vm: vm!, agent: agent!, accelerator: accel,
-                           bootSeconds: seconds, firstHealth: health, connector: connector!, logger: logger)
+                           bootSeconds: seconds, firstHealth: health, shared: vmSpec.shared, virtiofsd: virtiofsd,
+                           connector: connector!, logger: logger)
         } catch {
             agent?.close()
             vm?.stop(grace: 1)
+            virtiofsd?.stop()
             connector?.close()
+            SharedFiles.unmountAll(under: runDirectory)
             Files.removeTree(runDirectory)
             throw SandboxError(error.code, error.message, consoleTail: error.consoleTail)
         }
     }
 
     private init(id: String, runDirectory: String, vm: VirtualMachine, agent: AgentClient, accelerator: Accelerator,
-                 bootSeconds: Double, firstHealth: Cocoon_Agent_V1_HealthResponse, connector: AgentConnector, logger: Logger) {
+                 bootSeconds: Double, firstHealth: Cocoon_Agent_V1_HealthResponse, shared: SharedDirectory?,
+                 virtiofsd: VirtioFSDaemon?, connector: AgentConnector, logger: Logger) {
+        self.shared = shared
+        self.virtiofsd = virtiofsd
         self.id = id
         self.runDirectory = runDirectory
         self.vm = vm
@@ -170,7 +211,9 @@ public final class Sandbox: @unchecked Sendable {
         }
         let final = termination ?? vm.stop()
         agent.close()
+        virtiofsd?.stop()
         connector.close()
+        SharedFiles.unmountAll(under: runDirectory)
         Files.removeTree(runDirectory)
         logger.debug("sandbox stopped", metadata: ["id": "\(id)", "qemu": "\(final)"])
         return final

@@ -3,6 +3,7 @@ import CSupport
 import Config
 import Foundation
 import LinuxContainer
+import Logging
 import OCI
 import Processes
 import Sockets
@@ -153,7 +154,11 @@ struct Run: ParsableCommand {
 
     func run() throws {
         var status: Int32 = 0
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
+            if config.runtime.isolation == .vm {
+                status = try runInVM(config, logger)
+                return
+            }
             let runtime = try containerRuntime(config)
             let foreground = try Foreground(wantsTerminal: flags.wantsTerminal && !detach)
             var options = try flags.options()
@@ -171,6 +176,18 @@ struct Run: ParsableCommand {
             if !keep { try runtime.delete(id, force: true) }
         }
         if status != 0 { throw ExitCode(status) }
+    }
+}
+
+extension Run {
+    func runInVM(_ config: Configuration, _ logger: Logger) throws -> Int32 {
+        // What needs the per-sandbox daemon of the [docker] work is refused rather than half done.
+        if detach { throw CLIError("run --detach is not available with VM isolation yet: use --isolation process") }
+        if flags.consoleSocket != nil { throw CLIError("--console-socket is not available with VM isolation yet") }
+        if flags.pidFile != nil { throw CLIError("--pid-file is not available with VM isolation yet") }
+        if flags.preserveFds != 0 { throw CLIError("--preserve-fds cannot cross into a VM") }
+        let foreground = try Foreground(wantsTerminal: false)
+        return try VMRun(config: config, logger: logger, id: id, bundle: flags.bundle, foreground: foreground).run()
     }
 }
 

@@ -85,6 +85,7 @@ int cocoon_send_fd(int sock, int fd, const char *name);
 int cocoon_recv_fd(int sock, char *name, size_t len);
 int cocoon_set_winsize(int fd, unsigned rows, unsigned cols);
 int cocoon_copy_winsize(int from, int to);
+int cocoon_get_winsize(int fd, unsigned *rows, unsigned *cols);
 int cocoon_make_raw(int fd);
 void cocoon_restore_terminal(void);
 
