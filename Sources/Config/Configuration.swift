@@ -29,6 +29,11 @@ public struct HypervisorConfig: Sendable, Equatable {
     public var virtiofsd: String
     /// How container root filesystems reach the guest.
     public var sharedFS: SharedFilesystemKind
+    /// Guest memory beyond a container's memory limit (kernel, agent, page cache) when the VM is
+    /// sized from the limit.
+    public var memoryOverheadMiB: Int
+    /// The most vCPUs a CPU quota may ask for.
+    public var maxVcpus: Int
 }
 
 /// `[agent]`
@@ -72,7 +77,9 @@ public struct Configuration: Sendable, Equatable {
                 bootTimeoutSeconds: 30,
                 kernelParams: [],
                 virtiofsd: "/usr/lib/qemu/virtiofsd",
-                sharedFS: .virtioFS),
+                sharedFS: .virtioFS,
+                memoryOverheadMiB: 128,
+                maxVcpus: 16),
             agent: AgentConfig(logLevel: .info),
             runtime: RuntimeConfig(isolation: .vm, root: "/run/cocoon", debug: false, initBinary: nil),
             source: nil)
@@ -125,7 +132,10 @@ public struct Configuration: Sendable, Equatable {
             try reader.checkKeys(h, prefix: "hypervisor.", allowed: [
                 "path", "kernel", "initrd", "machine", "accel", "memory_mib", "vcpus",
                 "boot_timeout_seconds", "kernel_params", "virtiofsd", "shared_fs",
+                "memory_overhead_mib", "max_vcpus",
             ])
+            if let v = try reader.integer(h, "hypervisor.memory_overhead_mib", in: 32...65536) { config.hypervisor.memoryOverheadMiB = v }
+            if let v = try reader.integer(h, "hypervisor.max_vcpus", in: 1...240) { config.hypervisor.maxVcpus = v }
             if let v: SharedFilesystemKind = try reader.choice(h, "hypervisor.shared_fs") { config.hypervisor.sharedFS = v }
             if let v = try reader.absolutePath(h, "hypervisor.path") { config.hypervisor.path = v }
             if let v = try reader.absolutePath(h, "hypervisor.kernel") { config.hypervisor.kernel = v }

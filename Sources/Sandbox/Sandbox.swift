@@ -27,6 +27,9 @@ public final class Sandbox: @unchecked Sendable {
     let lock = NSLockLite()
     private var stopped = false  // guarded by lock
     var containers: [String: HostContainerRecord] = [:]  // guarded by lock
+    /// Why the sandbox failed (QEMU or virtiofsd died, the agent stopped answering); guarded by lock.
+    var failureReason: String?
+    let monitorWake = Condition()
 
     /// Options the caller may set beyond configuration.toml (tests and benchmarks).
     public struct BootOptions: Sendable {
@@ -35,6 +38,9 @@ public final class Sandbox: @unchecked Sendable {
         /// Share a directory with the guest for containers' root filesystems (hypervisor.shared_fs).
         public var shareFilesystem = false
         public var hostname = ""
+        /// Overrides of hypervisor.memory_mib and hypervisor.vcpus (see VMSizing).
+        public var memoryMiB: Int?
+        public var vcpus: Int?
         public init() {}
     }
 
@@ -82,8 +88,8 @@ public final class Sandbox: @unchecked Sendable {
             initrdPath: options.initrdOverride ?? config.hypervisor.initrd,
             machine: config.hypervisor.machine,
             accelerator: accel,
-            memoryMiB: config.hypervisor.memoryMiB,
-            vcpus: config.hypervisor.vcpus,
+            memoryMiB: options.memoryMiB ?? config.hypervisor.memoryMiB,
+            vcpus: options.vcpus ?? config.hypervisor.vcpus,
             extraKernelParameters: config.hypervisor.kernelParams + options.extraKernelParameters,
             channel: transport,
             qmpSocketPath: qmpPath,
@@ -182,6 +188,8 @@ public final class Sandbox: @unchecked Sendable {
         self.logger = logger
     }
 
+    var isStopped: Bool { lock.withLock { stopped } }
+
     public func health(timeout: Double = 5) throws(SandboxError) -> Cocoon_Agent_V1_HealthResponse {
         do throws(AgentAPIError) {
             return try agent.health(timeout: timeout)
@@ -199,9 +207,10 @@ public final class Sandbox: @unchecked Sendable {
             return !stopped
         }
         guard first else { return vm.exited }
+        monitorWake.withLock { monitorWake.broadcast() }
         let deadline = Deadline.after(seconds: timeout)
         var termination: Termination?
-        if vm.exited == nil {
+        if vm.exited == nil && failure == nil {
             do throws(AgentAPIError) {
                 try agent.shutdown(timeout: max(deadline.remainingSeconds, 0.001))
                 termination = vm.waitForExit(until: deadline)

@@ -2,6 +2,7 @@ import AgentAPI
 import Foundation
 import Mux
 import OCI
+import Processes
 import StatusCodes
 import SystemCalls
 
@@ -250,11 +251,20 @@ extension Sandbox {
         do throws(AgentAPIError) {
             status = try agent.wait(containerID, execID: execID, timeout: timeout)
         } catch {
-            if let t = vm.exited {
-                throw SandboxError(.unavailable, "the VM stopped (\(t)) while container \(containerID) was running", consoleTail: vm.consoleTail())
+            if let reason = failure {
+                throw SandboxError(.unavailable, "sandbox \(id) failed while container \(containerID) was running: \(reason)",
+                                   consoleTail: vm.consoleTail())
+            }
+            // A lost connection usually means QEMU is exiting: give it a moment to be reaped.
+            var qemu: Termination? = vm.exited
+            if qemu == nil && error.code == StatusCode.unavailable {
+                qemu = vm.waitForExit(until: Deadline.after(seconds: 2))
+            }
+            if let t = qemu {
+                throw SandboxError(.unavailable, "QEMU \(t) while container \(containerID) was running", consoleTail: vm.consoleTail())
             }
             if let t = virtiofsd?.exited {
-                throw SandboxError(.unavailable, "virtiofsd stopped (\(t)) while container \(containerID) was running")
+                throw SandboxError(.unavailable, "virtiofsd \(t) while container \(containerID) was running")
             }
             throw SandboxError(error.code, error.message)
         }

@@ -26,6 +26,9 @@ struct VMRun {
         let terminal = spec.process?.terminal == true
         var options = Sandbox.BootOptions()
         options.shareFilesystem = true
+        let size = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)
+        options.memoryMiB = size.memoryMiB
+        options.vcpus = size.vcpus
         let sandbox: Sandbox
         do throws(SandboxError) {
             sandbox = try Sandbox.boot(id: id, configuration: config, options: options, logger: logger)
@@ -33,6 +36,8 @@ struct VMRun {
             throw CLIError("cannot boot the VM for \(id): \(error.description)")
         }
         defer { sandbox.shutdown() }
+        // A VM that dies or an agent that hangs ends the run with the reason instead of a hang.
+        sandbox.startMonitor()
         let interactive = terminal && isatty(0) == 1
         if interactive { _ = cocoon_make_raw(0) }
         defer { if interactive { cocoon_restore_terminal() } }

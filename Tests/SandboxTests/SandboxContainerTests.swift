@@ -182,6 +182,47 @@ extension SandboxBootTests {
         expectNoSharingLeft("ctr-bad")
     }
 
+    @Test func aSilentAgentFailsTheSandboxInsteadOfHanging() throws {
+        let sandbox = try bootWithShare("ctr-hang")
+        defer { sandbox.shutdown() }
+        let dir = try bundle(["sh", "-c", "while true; do sleep 1; done"])
+        let io = Pipes()
+        try sandbox.createContainer(id: "loop", bundle: dir, stdio: io.stdio)
+        try sandbox.startContainer("loop")
+        sandbox.startMonitor(interval: 0.5, healthTimeout: 1, allowedMisses: 2)
+        // A frozen VM: the agent can no longer answer anything.
+        kill(sandbox.vm.process.pid, SIGSTOP)
+        let watch = Stopwatch()
+        let error = #expect(throws: SandboxError.self) { _ = try sandbox.wait(containerID: "loop", timeout: 60) }
+        #expect(watch.elapsedSeconds < 20)
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("health checks") == true, "\(error?.message ?? "")")
+        let qemu = sandbox.vm.process.pid
+        sandbox.shutdown()
+        #expect(kill(qemu, 0) != 0, "the frozen QEMU was killed and reaped")
+        expectNoSharingLeft("ctr-hang")
+    }
+
+    @Test(arguments: ["qemu", "virtiofsd"])
+    func aDeadHelperEndsTheContainerWithTheReason(victim: String) throws {
+        let sandbox = try bootWithShare("ctr-kill-\(victim)")
+        defer { sandbox.shutdown() }
+        let dir = try bundle(["sh", "-c", "while true; do sleep 1; done"])
+        let io = Pipes()
+        try sandbox.createContainer(id: "loop", bundle: dir, stdio: io.stdio)
+        try sandbox.startContainer("loop")
+        sandbox.startMonitor(interval: 0.5, healthTimeout: 2, allowedMisses: 2)
+        let pid = victim == "qemu" ? sandbox.vm.process.pid : try #require(sandbox.virtiofsd).process.pid
+        kill(pid, SIGKILL)
+        let watch = Stopwatch()
+        let error = #expect(throws: SandboxError.self) { _ = try sandbox.wait(containerID: "loop", timeout: 60) }
+        #expect(watch.elapsedSeconds < 20)
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.lowercased().contains(victim) == true, "\(error?.message ?? "")")
+        sandbox.shutdown()
+        expectNoSharingLeft("ctr-kill-\(victim)")
+    }
+
     // MARK: - The command line
 
     static var cocoon: String? { BuiltProducts.path(of: "cocoon") }
