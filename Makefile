@@ -17,7 +17,7 @@ BIN         := $(BUILD)/bin
 INIT_SOURCES := $(shell find Sources/cocoon-init Sources/LinuxContainer Sources/Cgroups Sources/OCI Sources/Processes Sources/SystemCalls Sources/CSupport Sources/StatusCodes -type f) Package.swift
 AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes Sources/TTRPC Sources/Mux Sources/Processes Sources/LinuxContainer Sources/Cgroups Sources/OCI -type f) Package.swift
 
-.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare release install uninstall clean
+.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare bench-sandbox release install uninstall clean
 
 all: guest host $(BIN)/cocoon-init config
 
@@ -89,10 +89,11 @@ config:
 	  'root = "/run/cocoon-dev"' \
 	  'init = "$(BIN)/cocoon-init"' > $(DEV_CONFIG).tmp && mv $(DEV_CONFIG).tmp $(DEV_CONFIG)
 
-## The main job: boot a microVM, ask the agent for its health, shut down.
+## The main job: a busybox container in a fresh microVM, its output printed, the VM gone afterwards.
 demo: all
 	$(BIN_DIR)/cocoon --config $(DEV_CONFIG) check || true
-	$(BIN_DIR)/cocoon --config $(DEV_CONFIG) debug boot
+	@bash scripts/make-demo-bundle.sh $(BUILD)/demo
+	$(BIN_DIR)/cocoon --config $(DEV_CONFIG) run --bundle $(BUILD)/demo cocoon-demo
 
 ## The whole test suite. Tests that boot VMs find the guest files through COCOON_CONFIG.
 test: all
@@ -100,10 +101,15 @@ test: all
 	@bash scripts/check-leaks.sh /run/cocoon-test /run/cocoon-dev /run/cocoon-test-containers /run/cocoon-test-agent
 
 ## Benchmarks: not tests; they print ratios against baselines measured in the same run.
-bench: bench-boot bench-bare
+bench: bench-boot bench-bare bench-sandbox
 
 bench-boot: all
 	$(BIN_DIR)/cocoon-bench boot --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --runs 5
+
+## Containers in VMs: launch to first output against a bare boot, exec latency, stdout throughput, memory.
+bench-sandbox: all
+	@bash tests/fixtures/make-busybox-rootfs.sh $(BUILD)/bench/rootfs
+	$(BIN_DIR)/cocoon-bench sandbox --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --rootfs $(BUILD)/bench/rootfs --runs 5
 
 ## Release builds are what is measured.
 bench-bare: all

@@ -79,7 +79,7 @@ let package = Package(
             "GuestAgent", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "cocoon-bench", dependencies: [
-            "Config", "Sandbox", "Hypervisor",
+            "Config", "Sandbox", "Hypervisor", "OCI", "SystemCalls",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -92,6 +92,7 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
             "AgentAPI", "GuestAgent", "Mux", "TTRPC", "OCI", "Sockets", "SystemCalls", "TestSupport",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor", "OCI", "SystemCalls", "TestSupport"]),

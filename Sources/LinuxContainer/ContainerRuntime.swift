@@ -18,10 +18,13 @@ public struct ContainerRuntime: Sendable {
     public let store: StateStore
     /// The init stage (cocoon-init): started in the new namespaces, it execs the user's program.
     public let initExecutable: String
+    /// Set by long-lived callers: one sealed copy of the init stage for every process.
+    public let sharedSealedCopy: SealedCopy?
 
-    public init(root: String, initExecutable: String) {
+    public init(root: String, initExecutable: String, shareSealedCopy: Bool = false) {
         self.store = StateStore(root: root)
         self.initExecutable = initExecutable
+        self.sharedSealedCopy = shareSealedCopy ? SealedCopy(of: initExecutable) : nil
     }
 
     public struct CreateOptions: Sendable {
@@ -157,14 +160,12 @@ public struct ContainerRuntime: Sendable {
         // With a new mount namespace the binary is executed through a read-only bind mount of
         // itself made in that namespace; otherwise from a sealed in-memory copy (9 ms more).
         var sealed: Int32 = -1
-        defer { if sealed >= 0 { close(sealed) } }
+        var closeSealed = false
+        defer { if closeSealed { close(sealed) } }
         if newMountNS {
             processOptions.readOnlyExecutable = true
         } else {
-            sealed = cocoon_sealed_copy(initExecutable)
-            guard sealed >= 0 else {
-                throw LinuxContainerError(.notFound, step: "copy \(initExecutable)", String(cString: strerror(errno)))
-            }
+            (sealed, closeSealed) = try sealedInit()
             processOptions.executableDescriptor = sealed
         }
         processOptions.argv0 = "cocoon-init"

@@ -88,9 +88,8 @@ extension ContainerRuntime {
         processOptions.argv0 = "cocoon-init"
         // Host paths do not resolve inside the container's mount namespace; a sealed copy also keeps
         // the host binary out of reach of the container's processes, which can see this one.
-        let sealed = cocoon_sealed_copy(initExecutable)
-        guard sealed >= 0 else { throw LinuxContainerError(.notFound, step: "copy \(initExecutable)", String(cString: strerror(errno))) }
-        defer { close(sealed) }
+        let (sealed, closeSealed) = try sealedInit()
+        defer { if closeSealed { close(sealed) } }
         processOptions.executableDescriptor = sealed
 
         let child: ChildProcess

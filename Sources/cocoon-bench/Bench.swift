@@ -11,7 +11,7 @@ struct CocoonBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cocoon-bench",
         abstract: "cocoon's benchmarks. Each prints its figures next to a baseline measured in the same run.",
-        subcommands: [BootBench.self, BareBench.self])
+        subcommands: [BootBench.self, BareBench.self, SandboxBench.self])
 }
 
 func median(_ xs: [Double]) -> Double {
@@ -20,18 +20,15 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-struct BootBench: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "boot",
-        abstract: "Launch of QEMU to the agent's first answer, against the same kernel booting a trivial init.")
-
+/// What every VM benchmark takes: the configuration, the bare-boot baseline, how many runs.
+struct VMBenchOptions: ParsableArguments {
     @Option(help: "Configuration file (default: $COCOON_CONFIG).")
     var config: String?
 
     @Option(help: "Initramfs whose /init prints one line and powers off (make baseline builds it).")
     var baselineInitrd: String
 
-    @Option(help: "Boots of each kind (at least 5 for a median worth reading).")
+    @Option(help: "Runs of each kind (at least 5 for a median worth reading).")
     var runs: Int = 5
 
     func validate() throws {
@@ -41,7 +38,8 @@ struct BootBench: ParsableCommand {
         }
     }
 
-    func run() throws {
+    /// The configuration with the benchmarks' own state root.
+    func configuration() throws -> Configuration {
         var configuration: Configuration
         do throws(ConfigError) {
             configuration = try Configuration.load(explicitPath: config)
@@ -49,6 +47,21 @@ struct BootBench: ParsableCommand {
             throw ValidationError(error.message)
         }
         configuration.runtime.root = "/run/cocoon-bench"
+        return configuration
+    }
+}
+
+struct BootBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot",
+        abstract: "Launch of QEMU to the agent's first answer, against the same kernel booting a trivial init.")
+
+    @OptionGroup var options: VMBenchOptions
+    var runs: Int { options.runs }
+    var baselineInitrd: String { options.baselineInitrd }
+
+    func run() throws {
+        let configuration = try options.configuration()
         let logger = Logger(label: "cocoon-bench") { StreamLogHandler.standardError(label: $0) }
         var agentBoot: [Double] = [], shutdown: [Double] = [], baselineBoot: [Double] = []
         var agentRSS: [Double] = [], qemuRSS: [Double] = [], qemuPSS: [Double] = []

@@ -97,7 +97,7 @@ final class GuestContainers: @unchecked Sendable {
     static let maxExecsPerContainer = 1024
 
     init(stateRoot: String, initExecutable: String, logger: Logger) {
-        runtime = ContainerRuntime(root: stateRoot + "/containers", initExecutable: initExecutable)
+        runtime = ContainerRuntime(root: stateRoot + "/containers", initExecutable: initExecutable, shareSealedCopy: true)
         bundleRoot = stateRoot + "/bundles"
         self.logger = logger
     }

@@ -1,0 +1,176 @@
+import ArgumentParser
+import Config
+import Foundation
+import Hypervisor
+import Logging
+import OCI
+import Sandbox
+import SystemCalls
+
+/// Containers in VMs: launch to first output against the bare boot, exec latency, stdout throughput,
+/// host memory per idle sandbox.
+struct SandboxBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Launch to first container output (against a bare boot), exec latency, stdout throughput, memory per sandbox.")
+
+    @OptionGroup var options: VMBenchOptions
+
+    @Option(help: "A container root filesystem with busybox (tests/fixtures/make-busybox-rootfs.sh makes one).")
+    var rootfs: String
+
+    @Option(help: "MiB the throughput container writes to stdout.")
+    var mebibytes: Int = 256
+
+    func validate() throws {
+        guard (1...4096).contains(mebibytes) else { throw ValidationError("--mebibytes must be between 1 and 4096") }
+        guard FileManager.default.fileExists(atPath: rootfs + "/bin/busybox") else {
+            throw ValidationError("--rootfs \(rootfs) has no bin/busybox: make one with tests/fixtures/make-busybox-rootfs.sh")
+        }
+    }
+
+    func run() throws {
+        let configuration = try options.configuration()
+        let runs = options.runs
+        let logger = Logger(label: "cocoon-bench") { var h = StreamLogHandler.standardError(label: $0); h.logLevel = .warning; return h }
+        let boot = BootBench.parseOrExit(["--baseline-initrd", options.baselineInitrd])
+        let bundles = NSTemporaryDirectory() + "cocoon-bench-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: bundles) }
+
+        // (a) launch -> first byte of the container's stdout, interleaved with bare boots.
+        var launch: [Double] = [], bare: [Double] = []
+        let hello = try bundle(bundles + "/hello", ["echo", "hello"])
+        for i in 0..<runs {
+            bare.append(try boot.baseline(configuration, index: i, logger: logger))
+            launch.append(try firstOutput(configuration, bundle: hello, index: i, logger: logger))
+            print(String(format: "run %d: bare boot %.3f s, launch to first output %.3f s", i + 1, bare.last!, launch.last!))
+        }
+
+        // (b), (c), (d) in one long-lived sandbox.
+        let sandbox = try bootSharing("bench-sandbox-\(getpid())", configuration, logger: logger)
+        defer { sandbox.shutdown() }
+        let sink = try FileDescriptor.open("/dev/null", O_WRONLY)
+        let quiet = HostStdio(stdin: nil, stdout: sink.rawValue, stderr: sink.rawValue, terminal: false)
+        try sandbox.createContainer(id: "idle", bundle: try bundle(bundles + "/idle", ["sleep", "100000"]), stdio: quiet)
+        try sandbox.startContainer("idle")
+        sleep(seconds: 1)
+        let qemuPSS = Double(ProcessMemory.proportionalKiB(pid: sandbox.vm.process.pid)) / 1024
+        let virtiofsdPSS = sandbox.virtiofsd.map { Double(ProcessMemory.proportionalKiB(pid: $0.process.pid)) / 1024 } ?? 0
+        let controllerPSS = Double(ProcessMemory.proportionalKiB(pid: getpid())) / 1024
+
+        var execs: [Double] = []
+        var process = Spec.runcDefault().process!
+        process.args = ["true"]
+        for i in 0..<max(runs * 2, 10) {
+            let watch = Stopwatch()
+            try sandbox.exec(containerID: "idle", execID: "e\(i)", process: process, stdio: quiet)
+            _ = try sandbox.wait(containerID: "idle", execID: "e\(i)")
+            execs.append(watch.elapsedSeconds)
+        }
+
+        let bytes = mebibytes << 20
+        let catBundle = try bundle(bundles + "/cat", ["head", "-c", "\(bytes)", "/dev/zero"])
+        let guestOnly = try bundle(bundles + "/devnull", ["sh", "-c", "head -c \(bytes) /dev/zero > /dev/null"])
+        let (throughput, received) = try stdoutThroughput(sandbox, id: "cat", bundle: catBundle, bytes: bytes)
+        let guestSeconds = try timed(sandbox, id: "devnull", bundle: guestOnly, stdio: quiet)
+
+        print("")
+        print("sandbox benchmark: \(runs) launches, \(sandbox.accelerator.rawValue), \(configuration.hypervisor.machine.rawValue), "
+            + "\(configuration.hypervisor.memoryMiB) MiB, \(configuration.hypervisor.sharedFS.rawValue)")
+        print(String(format: "  (a) bare boot (trivial init, launch -> first console line):  median %.3f s", median(bare)))
+        print(String(format: "      launch -> first container output (boot, share, create, start): median %.3f s", median(launch)))
+        print(String(format: "      ratio launch/bare boot:                                   %.2f (goal <= 1.15)", median(launch) / median(bare)))
+        print(String(format: "  (b) exec of `true` in a running sandbox:                    median %.1f ms (%d execs)", median(execs) * 1000, execs.count))
+        print(String(format: "  (c) stdout of `head -c %d MiB /dev/zero` through the mux:   %.1f MiB/s (%d bytes received)",
+                     mebibytes, throughput, received))
+        print(String(format: "      the same bytes to /dev/null inside the guest:           %.1f MiB/s (the guest-side ceiling)",
+                     Double(mebibytes) / guestSeconds))
+        print(String(format: "      ratio mux/guest-only:                                    %.2f", throughput / (Double(mebibytes) / guestSeconds)))
+        print(String(format: "  (d) host memory of an idle sandbox (PSS): QEMU %.1f MiB + virtiofsd %.1f MiB + controller %.1f MiB = %.1f MiB",
+                     qemuPSS, virtiofsdPSS, controllerPSS, qemuPSS + virtiofsdPSS + controllerPSS))
+    }
+
+    /// A sandbox as `cocoon run` boots one: with the shared filesystem for containers.
+    func bootSharing(_ id: String, _ config: Configuration, logger: Logger) throws -> Sandbox {
+        var options = Sandbox.BootOptions()
+        options.shareFilesystem = true
+        do throws(SandboxError) {
+            return try Sandbox.boot(id: id, configuration: config, options: options, logger: logger)
+        } catch {
+            throw ValidationError("boot \(id): \(error.description)")
+        }
+    }
+
+    func bundle(_ dir: String, _ args: [String]) throws -> String {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: dir + "/rootfs") {
+            try FileManager.default.createSymbolicLink(atPath: dir + "/rootfs",
+                                                       withDestinationPath: URL(fileURLWithPath: rootfs).standardizedFileURL.path)
+        }
+        var spec = Spec.runcDefault()
+        spec.process?.args = args
+        try Data(spec.encoded()).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        return dir
+    }
+
+    /// A fresh sandbox each time, as `cocoon run` makes one.
+    func firstOutput(_ config: Configuration, bundle: String, index: Int, logger: Logger) throws -> Double {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw ValidationError("pipe failed") }
+        let reader = FileDescriptor(adopting: pipeFDs[0])
+        let writer = FileDescriptor(adopting: pipeFDs[1])
+        defer { reader.close(); writer.close() }
+        let watch = Stopwatch()
+        let sandbox = try bootSharing("bench-launch-\(getpid())-\(index)", config, logger: logger)
+        defer { sandbox.shutdown() }
+        try sandbox.createContainer(id: "hello", bundle: bundle,
+                                    stdio: HostStdio(stdin: nil, stdout: writer.rawValue, stderr: writer.rawValue, terminal: false))
+        try sandbox.startContainer("hello")
+        guard try reader.waitReadable(until: .after(seconds: 60)) else { throw ValidationError("no output within 60 s") }
+        let seconds = watch.elapsedSeconds
+        _ = try sandbox.wait(containerID: "hello", timeout: 60)
+        return seconds
+    }
+
+    func stdoutThroughput(_ sandbox: Sandbox, id: String, bundle: String, bytes: Int) throws -> (Double, Int) {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw ValidationError("pipe failed") }
+        let reader = FileDescriptor(adopting: pipeFDs[0])
+        let writer = FileDescriptor(adopting: pipeFDs[1])
+        let counter = ByteCounter()
+        try startDetachedThread {
+            while let chunk = try? reader.readNow(upTo: 1 << 20), !chunk.isEmpty { counter.add(chunk.count) }
+            counter.finish()
+        }
+        try sandbox.createContainer(id: id, bundle: bundle, stdio: HostStdio(stdin: nil, stdout: writer.rawValue, stderr: writer.rawValue, terminal: false))
+        let watch = Stopwatch()
+        try sandbox.startContainer(id)
+        _ = try sandbox.wait(containerID: id, timeout: 3600)
+        writer.close()
+        counter.waitFinished()
+        let seconds = watch.elapsedSeconds
+        reader.close()
+        try sandbox.removeContainer(id, force: true)
+        return (Double(counter.total) / 1_048_576 / seconds, counter.total)
+    }
+
+    func timed(_ sandbox: Sandbox, id: String, bundle: String, stdio: HostStdio) throws -> Double {
+        try sandbox.createContainer(id: id, bundle: bundle, stdio: stdio)
+        let watch = Stopwatch()
+        try sandbox.startContainer(id)
+        _ = try sandbox.wait(containerID: id, timeout: 3600)
+        let seconds = watch.elapsedSeconds
+        try sandbox.removeContainer(id, force: true)
+        return seconds
+    }
+}
+
+final class ByteCounter: @unchecked Sendable {
+    private let state = Condition()
+    private var count = 0
+    private var done = false
+    func add(_ n: Int) { state.withLock { count += n } }
+    func finish() { state.withLock { done = true; state.broadcast() } }
+    func waitFinished() { state.withLock { while !done { _ = state.wait(until: nil) } } }
+    var total: Int { state.withLock { count } }
+}
