@@ -10,6 +10,7 @@
 
 int cocoon_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
 int cocoon_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
+int cocoon_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
 int cocoon_set_cloexec(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC); }
 
 int cocoon_reboot(int restart) {

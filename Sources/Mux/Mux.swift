@@ -95,6 +95,19 @@ public final class Mux: @unchecked Sendable {
         }
     }
 
+    /// The next channel the peer opened, whatever its name (a proxy that forwards every channel).
+    public func acceptAny(until deadline: Deadline?) throws(MuxError) -> MuxChannel {
+        state.lock()
+        defer { state.unlock() }
+        while true {
+            if !unaccepted.isEmpty { return unaccepted.removeFirst() }
+            if let closedReason { throw closedReason }
+            if !state.wait(until: deadline) {
+                throw MuxError(.deadlineExceeded, "no mux channel opened before the deadline")
+            }
+        }
+    }
+
     /// Ends the mux: every channel fails with Unavailable and the stream is closed.
     public func close(reason: String = "mux closed") {
         shutDown(MuxError(.unavailable, reason))

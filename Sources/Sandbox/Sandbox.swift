@@ -30,6 +30,7 @@ public final class Sandbox: @unchecked Sendable {
     /// Why the sandbox failed (QEMU or virtiofsd died, the agent stopped answering); guarded by lock.
     var failureReason: String?
     let monitorWake = Condition()
+    var controlListener: FileDescriptor?  // guarded by lock
 
     /// Options the caller may set beyond configuration.toml (tests and benchmarks).
     public struct BootOptions: Sendable {
@@ -208,6 +209,7 @@ public final class Sandbox: @unchecked Sendable {
         }
         guard first else { return vm.exited }
         monitorWake.withLock { monitorWake.broadcast() }
+        lock.withLock { controlListener }?.close()
         let deadline = Deadline.after(seconds: timeout)
         var termination: Termination?
         if vm.exited == nil && failure == nil {

@@ -28,7 +28,7 @@ public final class StdioRelay: @unchecked Sendable {
     private let state = Condition()
     private var outputsRunning = 0
 
-    init(channels: ProcessChannels, host: HostStdio) throws(SandboxError) {
+    public init(channels: ProcessChannels, host: HostStdio) throws(SandboxError) {
         self.channels = channels
         var outputs: [(MuxChannel, Int32)] = []
         if let c = channels.stdout { outputs.append((c, host.stdout)) }

@@ -59,13 +59,17 @@ public final class FileDescriptor: @unchecked Sendable {
 
     /// One read(2), blocking if the descriptor is blocking.
     public func readNow(upTo count: Int) throws(SystemError) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var n: Int
-        repeat {
-            n = buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, count) }
-        } while n < 0 && errno == EINTR
-        if n < 0 { throw SystemError("read") }
-        buffer.removeSubrange(n...)
+        // Not zero-filled first: on the stdio path every pass over the buffer counts (under TCG most of all).
+        var failure: Int32 = 0
+        let buffer = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
+            var n: Int
+            repeat {
+                n = Glibc.read(rawValue, storage.baseAddress, count)
+            } while n < 0 && errno == EINTR
+            if n < 0 { failure = errno }
+            initialized = max(n, 0)
+        }
+        if failure != 0 { throw SystemError("read", errno: failure) }
         return buffer
     }
 

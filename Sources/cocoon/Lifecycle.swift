@@ -289,33 +289,13 @@ struct Exec: ParsableCommand {
 
     func run() throws {
         var status: Int32 = 0
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
+            if config.runtime.isolation == .vm {
+                status = try execInVM(config, logger)
+                return
+            }
             let runtime = try containerRuntime(config)
-            var p: OCI.Process
-            if let process {
-                let data = process == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: process))
-                do { p = try JSONDecoder().decode(OCI.Process.self, from: data) } catch {
-                    throw CLIError("--process \(process): not a valid runtime-spec process: \(error)")
-                }
-            } else {
-                guard !command.isEmpty else { throw CLIError("exec needs a command after the container id, or --process") }
-                p = try runtime.execTemplate(id)
-                p.args = command
-                p.terminal = tty
-                p.consoleSize = nil
-            }
-            if !env.isEmpty { p.env = (p.env ?? []) + env }
-            if let cwd { p.cwd = cwd }
-            if let user {
-                let parts = user.split(separator: ":", omittingEmptySubsequences: false)
-                guard (1...2).contains(parts.count), let uid = UInt32(parts[0]), parts.count == 1 || UInt32(parts[1]) != nil else {
-                    throw CLIError("--user '\(user)' must be uid or uid:gid (numbers)")
-                }
-                p.user = User(uid: uid, gid: parts.count == 2 ? UInt32(parts[1])! : 0, umask: p.user.umask)
-            }
-            if !additionalGids.isEmpty { p.user.additionalGids = additionalGids }
-            if noNewPrivs { p.noNewPrivileges = true }
-            if tty { p.terminal = true }
+            let p = try makeProcess { try runtime.execTemplate(id) }
             let terminal = p.terminal == true
             if terminal && detach && consoleSocket == nil {
                 throw CLIError("exec --detach with a terminal needs --console-socket")
@@ -339,5 +319,35 @@ struct Exec: ParsableCommand {
             status = try foreground.wait(for: child) { child.signal($0) }
         }
         if status != 0 { throw ExitCode(status) }
+    }
+
+    /// The process from --process, or the container's own with the arguments and flags applied.
+    func makeProcess(template: () throws -> OCI.Process) throws -> OCI.Process {
+            var p: OCI.Process
+            if let process {
+                let data = process == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: process))
+                do { p = try JSONDecoder().decode(OCI.Process.self, from: data) } catch {
+                    throw CLIError("--process \(process): not a valid runtime-spec process: \(error)")
+                }
+            } else {
+                guard !command.isEmpty else { throw CLIError("exec needs a command after the container id, or --process") }
+                p = try template()
+                p.args = command
+                p.terminal = tty
+                p.consoleSize = nil
+            }
+            if !env.isEmpty { p.env = (p.env ?? []) + env }
+            if let cwd { p.cwd = cwd }
+            if let user {
+                let parts = user.split(separator: ":", omittingEmptySubsequences: false)
+                guard (1...2).contains(parts.count), let uid = UInt32(parts[0]), parts.count == 1 || UInt32(parts[1]) != nil else {
+                    throw CLIError("--user '\(user)' must be uid or uid:gid (numbers)")
+                }
+                p.user = User(uid: uid, gid: parts.count == 2 ? UInt32(parts[1])! : 0, umask: p.user.umask)
+            }
+            if !additionalGids.isEmpty { p.user.additionalGids = additionalGids }
+            if noNewPrivs { p.noNewPrivileges = true }
+            if tty { p.terminal = true }
+            return p
     }
 }

@@ -280,4 +280,56 @@ extension SandboxBootTests {
         #expect(termOut == "up\ngot-term\n")
         expectNoSharingLeft("cli-term")
     }
+
+    @Test(.enabled(if: cocoon != nil, "the cocoon binary is not built next to the tests"))
+    func cocoonExecIntoARunningVMContainer() throws {
+        let loop = try bundle(["sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done"])
+        let run = Foundation.Process()
+        run.executableURL = URL(fileURLWithPath: try #require(Self.cocoon))
+        run.arguments = ["--root", env.configuration.runtime.root, "run", "--bundle", loop, "cli-exec"]
+        let runOut = Pipe()
+        run.standardOutput = runOut
+        run.standardError = FileHandle.nullDevice
+        run.standardInput = FileHandle.nullDevice
+        try run.run()
+        defer { if run.isRunning { run.terminate() } }
+        var seen = Data()
+        let deadline = Deadline.after(seconds: 60)
+        while !String(decoding: seen, as: UTF8.self).contains("up") && !deadline.hasPassed {
+            seen += runOut.fileHandleForReading.availableData
+        }
+        #expect(String(decoding: seen, as: UTF8.self) == "up\n")
+
+        func exec(_ args: [String], input: String) throws -> (Int32, String, String) {
+            let p = Foundation.Process()
+            p.executableURL = URL(fileURLWithPath: try #require(Self.cocoon))
+            p.arguments = ["--root", env.configuration.runtime.root, "exec"] + args
+            let out = Pipe(), err = Pipe(), inp = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            p.standardInput = inp
+            try p.run()
+            inp.fileHandleForWriting.write(Data(input.utf8))
+            try inp.fileHandleForWriting.close()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        let (status, out, err) = try exec(["cli-exec", "sh", "-c", "echo got $(cat) in $(hostname); echo oops >&2; exit 6"], input: "words")
+        #expect(status == 6)
+        #expect(out == "got words in cocoon\n")
+        #expect(err == "oops\n")
+        let (ttyStatus, ttyOut, _) = try exec(["-t", "cli-exec", "tty"], input: "")
+        #expect(ttyStatus == 0)
+        #expect(ttyOut.hasPrefix("/dev/pts/"))
+        let (missing, _, missingErr) = try exec(["no-such-container", "true"], input: "")
+        #expect(missing == 1)
+        #expect(missingErr.contains("no-such-container"))
+
+        kill(run.processIdentifier, SIGTERM)
+        run.waitUntilExit()
+        #expect(run.terminationStatus == 0, "the container's trap exited 0")
+        expectNoSharingLeft("cli-exec")
+    }
 }

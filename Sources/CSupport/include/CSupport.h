@@ -46,6 +46,8 @@ int cocoon_early_proc_mounted(void);
 /// Variadic or macro-only calls Swift cannot make directly.
 int cocoon_fcntl_setfl(int fd, int flags);
 int cocoon_fcntl_getfl(int fd);
+/// F_SETPIPE_SZ, which the Glibc module hides behind _GNU_SOURCE.
+int cocoon_set_pipe_size(int fd, int size);
 int cocoon_set_cloexec(int fd);
 int cocoon_reboot(int restart);
 int cocoon_accept_cloexec(int fd);

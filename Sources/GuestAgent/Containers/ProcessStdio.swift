@@ -81,6 +81,8 @@ final class ProcessStdio: @unchecked Sendable {
         for channel in [stdout, stderr] {
             if let channel {
                 let (r, w) = try Self.pipe()
+                // 1 MiB instead of 64 KiB: fewer wake-ups of the relay for a process that writes a lot.
+                _ = cocoon_set_pipe_size(w.rawValue, 1 << 20)
                 childDescriptors.append(w)
                 outputReaders.append((r, channel))
             } else {
@@ -151,7 +153,7 @@ final class ProcessStdio: @unchecked Sendable {
             let bytes: [UInt8]
             do {
                 guard try reader.waitReadable(until: .after(seconds: 0.1)) else { continue }
-                bytes = try reader.readNow(upTo: 64 * 1024)
+                bytes = try reader.readNow(upTo: 1 << 20)
             } catch {
                 // EIO from a pty master: every slave descriptor is closed.
                 return
