@@ -121,6 +121,20 @@ public final class Mux: @unchecked Sendable {
         try writeLocked(frame)
     }
 
+    /// A data frame: the payload goes out without being copied into a frame buffer.
+    func send(header: [UInt8], payload: ArraySlice<UInt8>) throws(MuxError) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        if let reason = failure { throw reason }
+        do {
+            try stream.write(header, payload)
+        } catch {
+            let reason = MuxError(.unavailable, "mux stream write failed: \(error)")
+            shutDown(reason)
+            throw reason
+        }
+    }
+
     private func writeLocked(_ frame: [UInt8]) throws(MuxError) {
         if let reason = failure { throw reason }
         do {

@@ -96,7 +96,7 @@ public final class MuxChannel: ByteStream, @unchecked Sendable {
         var offset = 0
         while offset < bytes.count {
             let n = try takeCredit(upTo: min(bytes.count - offset, MuxWire.maxData))
-            try mux.send(MuxWire.header(channel: id, kind: .data, length: n) + bytes[offset..<offset + n])
+            try mux.send(header: MuxWire.header(channel: id, kind: .data, length: n), payload: bytes[offset..<offset + n])
             offset += n
         }
     }

@@ -9,10 +9,18 @@ public protocol ByteStream: AnyObject, Sendable {
     func read(upTo count: Int) throws -> [UInt8]
     /// Writes every byte or throws; blocks while the peer is not reading.
     func write(_ bytes: [UInt8]) throws
+    /// `header` then `payload`, as one write where the stream can (a frame without copying its payload).
+    func write(_ header: [UInt8], _ payload: ArraySlice<UInt8>) throws
     /// Half close: the peer reads EOF; reading goes on.
     func closeWrite()
     /// Closes both directions and wakes a reader blocked in `read`.
     func close()
+}
+
+extension ByteStream {
+    public func write(_ header: [UInt8], _ payload: ArraySlice<UInt8>) throws {
+        try write(header + payload)
+    }
 }
 
 /// A ByteStream over a file descriptor. Writes wait at most `writeTimeout` for the peer to drain.
@@ -39,6 +47,12 @@ public final class DescriptorStream: ByteStream {
     public func write(_ bytes: [UInt8]) throws {
         try writeLock.withLock { () throws(SystemError) in
             try descriptor.writeAll(bytes, until: .after(seconds: writeTimeout))
+        }
+    }
+
+    public func write(_ header: [UInt8], _ payload: ArraySlice<UInt8>) throws {
+        try writeLock.withLock { () throws(SystemError) in
+            try descriptor.writeAll(header, payload, until: .after(seconds: writeTimeout))
         }
     }
 

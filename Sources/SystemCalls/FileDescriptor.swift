@@ -89,6 +89,36 @@ public final class FileDescriptor: @unchecked Sendable {
         }
     }
 
+    /// Writes `header` then `payload` with writev(2), so the payload is never copied in user space
+    /// (a frame header in front of stdio data; under TCG every user-space copy is expensive).
+    public func writeAll(_ header: [UInt8], _ payload: ArraySlice<UInt8>, until deadline: Deadline) throws(SystemError) {
+        let total = header.count + payload.count
+        var done = 0
+        while done < total {
+            guard try Poll.wait(for: [rawValue], events: Int16(POLLOUT), until: deadline) != nil else {
+                throw SystemError("write", errno: ETIMEDOUT, detail: "peer did not read before the deadline")
+            }
+            let n: Int = header.withUnsafeBytes { h in
+                payload.withUnsafeBytes { p in
+                    var vectors: [iovec] = []
+                    if done < header.count {
+                        vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress! + done), iov_len: header.count - done))
+                        if !p.isEmpty { vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress!), iov_len: p.count)) }
+                    } else {
+                        let skip = done - header.count
+                        vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress! + skip), iov_len: p.count - skip))
+                    }
+                    return Glibc.writev(rawValue, vectors, Int32(vectors.count))
+                }
+            }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw SystemError("write")
+            }
+            done += n
+        }
+    }
+
     public func setNonBlocking(_ on: Bool = true) throws(SystemError) {
         let flags = try SystemError.check("fcntl F_GETFL") { cocoon_fcntl_getfl(rawValue) }
         let new = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK

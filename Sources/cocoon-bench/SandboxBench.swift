@@ -39,10 +39,13 @@ struct SandboxBench: ParsableCommand {
 
         // (a) launch -> first byte of the container's stdout, interleaved with bare boots.
         var launch: [Double] = [], bare: [Double] = []
+        var phases: [[Double]] = [[], [], []]
         let hello = try bundle(bundles + "/hello", ["echo", "hello"])
         for i in 0..<runs {
             bare.append(try boot.baseline(configuration, index: i, logger: logger))
-            launch.append(try firstOutput(configuration, bundle: hello, index: i, logger: logger))
+            let (total, parts) = try firstOutput(configuration, bundle: hello, index: i, logger: logger)
+            launch.append(total)
+            for (k, v) in parts.enumerated() { phases[k].append(v) }
             print(String(format: "run %d: bare boot %.3f s, launch to first output %.3f s", i + 1, bare.last!, launch.last!))
         }
 
@@ -74,6 +77,9 @@ struct SandboxBench: ParsableCommand {
         let guestOnly = try bundle(bundles + "/devnull", ["dd", "if=/dev/zero", "of=/dev/null", "bs=65536", "count=\(bytes >> 16)"])
         let (throughput, received) = try stdoutThroughput(sandbox, id: "cat", bundle: catBundle, bytes: bytes)
         let guestSeconds = try timed(sandbox, id: "devnull", bundle: guestOnly, stdio: quiet)
+        // Through a pipe to a second process, as the agent reads it, but not leaving the guest.
+        let piped = try bundle(bundles + "/piped", ["sh", "-c", "dd if=/dev/zero bs=65536 count=\(bytes >> 16) 2>/dev/null | cat > /dev/null"])
+        let pipedSeconds = try timed(sandbox, id: "piped", bundle: piped, stdio: quiet)
         let raw = try rawChannelThroughput(configuration, mebibytes: mebibytes, logger: logger)
 
         print("")
@@ -82,11 +88,14 @@ struct SandboxBench: ParsableCommand {
         print(String(format: "  (a) bare boot (trivial init, launch -> first console line):  median %.3f s", median(bare)))
         print(String(format: "      launch -> first container output (boot, share, create, start): median %.3f s", median(launch)))
         print(String(format: "      ratio launch/bare boot:                                   %.2f (goal <= 1.15)", median(launch) / median(bare)))
+        print(String(format: "      of which: boot to the agent's answer %.3f s, share + create %.3f s, start to first byte %.3f s",
+                     median(phases[0]), median(phases[1]), median(phases[2])))
         print(String(format: "  (b) exec of `true` in a running sandbox:                    median %.1f ms (%d execs)", median(execs) * 1000, execs.count))
         print(String(format: "  (c) stdout of `dd` of %d MiB through the mux:               %.1f MiB/s (%d bytes received)",
                      mebibytes, throughput, received))
         print(String(format: "      the same bytes to /dev/null inside the guest:           %.1f MiB/s (the guest-side ceiling)",
                      Double(mebibytes) / guestSeconds))
+        print(String(format: "      the same bytes through a pipe to `cat > /dev/null` in the guest: %.1f MiB/s", Double(mebibytes) / pipedSeconds))
         print(String(format: "      raw channel (a C init writing to the virtio-serial port): %.1f MiB/s", raw))
         print(String(format: "      ratio container stdout through the mux / raw channel:    %.2f (goal >= 0.8)", throughput / raw))
         print(String(format: "  (d) host memory of an idle sandbox (PSS): QEMU %.1f MiB + virtiofsd %.1f MiB + controller %.1f MiB = %.1f MiB",
@@ -150,7 +159,7 @@ struct SandboxBench: ParsableCommand {
     }
 
     /// A fresh sandbox each time, as `cocoon run` makes one.
-    func firstOutput(_ config: Configuration, bundle: String, index: Int, logger: Logger) throws -> Double {
+    func firstOutput(_ config: Configuration, bundle: String, index: Int, logger: Logger) throws -> (Double, [Double]) {
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw ValidationError("pipe failed") }
         let reader = FileDescriptor(adopting: pipeFDs[0])
@@ -159,13 +168,15 @@ struct SandboxBench: ParsableCommand {
         let watch = Stopwatch()
         let sandbox = try bootSharing("bench-launch-\(getpid())-\(index)", config, logger: logger)
         defer { sandbox.shutdown() }
+        let booted = watch.elapsedSeconds
         try sandbox.createContainer(id: "hello", bundle: bundle,
                                     stdio: HostStdio(stdin: nil, stdout: writer.rawValue, stderr: writer.rawValue, terminal: false))
+        let created = watch.elapsedSeconds
         try sandbox.startContainer("hello")
         guard try reader.waitReadable(until: .after(seconds: 60)) else { throw ValidationError("no output within 60 s") }
         let seconds = watch.elapsedSeconds
         _ = try sandbox.wait(containerID: "hello", timeout: 60)
-        return seconds
+        return (seconds, [booted, created - booted, seconds - created])
     }
 
     func stdoutThroughput(_ sandbox: Sandbox, id: String, bundle: String, bytes: Int) throws -> (Double, Int) {
