@@ -17,6 +17,16 @@ struct ProcessIsolationTests {
         #expect(!BundleFixture.leftovers().contains("run-exit"), "run removes the container after it exits")
     }
 
+    @Test func theProgramStartsWithNoSignalBlocked() throws {
+        // The init stage is PID 1 of the new pid namespace; what PID 1 of a guest does at start (block
+        // SIGCHLD for its reaper) must not leak into the user's program through exec.
+        let b = try BundleFixture(args: ["sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"])
+        defer { b.remove() }
+        let (status, out, _) = try b.cocoon(["run", "-b", b.directory, "run-sigmask"])
+        #expect(status == 0)
+        #expect(out.contains("SigBlk:\t0000000000000000"), "\(out)")
+    }
+
     @Test func stdinReachesTheContainer() throws {
         let b = try BundleFixture(args: ["sh", "-c", "read line; echo got:$line"])
         defer { b.remove() }
