@@ -74,6 +74,9 @@ public final class Sandbox: @unchecked Sendable {
         guard qmpPath.utf8.count <= 107 else {
             throw SandboxError(.invalidArgument, "runtime.root '\(config.runtime.root)' is too long for unix socket paths under it")
         }
+        for stale in StaleSandboxes.sweep(root: config.runtime.root) {
+            logger.warning("removed the leftovers of sandbox \(stale), whose controller is gone")
+        }
         if Files.exists(runDirectory) {
             throw SandboxError(.alreadyExists, "sandbox \(id) already exists (\(runDirectory))")
         }
@@ -82,6 +85,7 @@ public final class Sandbox: @unchecked Sendable {
         } catch {
             throw SandboxError(error.code, "cannot create \(runDirectory): \(error.message)")
         }
+        StaleSandboxes.recordOwner(in: runDirectory)
 
         let spec = VMSpec(
             qemuPath: config.hypervisor.path,

@@ -1,0 +1,41 @@
+import Foundation
+import Sandbox
+import SystemCalls
+import Testing
+
+/// Leftovers of a controller that was killed: swept at the next boot, without touching what the
+/// mounts pointed at.
+@Suite(.enabled(if: geteuid() == 0, "bind mounts need root"))
+struct StaleSandboxTests {
+    @Test func sweepRemovesOnlyDeadOwnersAndNeverFollowsMounts() throws {
+        let root = "/run/cocoon-test-stale-\(getpid())"
+        let source = NSTemporaryDirectory() + "cocoon-stale-source-\(getpid())"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        try "precious\n".write(toFile: source + "/data.txt", atomically: true, encoding: .utf8)
+        defer {
+            try? FileManager.default.removeItem(atPath: root)
+            try? FileManager.default.removeItem(atPath: source)
+        }
+        func sandbox(_ name: String, owner: String?) throws -> String {
+            let dir = "\(root)/sandboxes/\(name)"
+            try FileManager.default.createDirectory(atPath: dir + "/shared/c1/rootfs", withIntermediateDirectories: true)
+            if let owner { try owner.write(toFile: dir + "/owner", atomically: true, encoding: .utf8) }
+            return dir
+        }
+        let dead = try sandbox("dead", owner: "2147483000 12345\n")
+        #expect(mount(source, dead + "/shared/c1/rootfs", nil, UInt(MS_BIND), nil) == 0)
+        let me = "\(getpid()) \(ProcessInfoReader.startTime(pid: getpid()) ?? 0)\n"
+        let live = try sandbox("live", owner: me)
+        let recycled = try sandbox("recycled", owner: "\(getpid()) 1\n")
+        let unowned = try sandbox("being-created", owner: nil)
+
+        let removed = StaleSandboxes.sweep(root: root)
+        #expect(Set(removed) == ["dead", "recycled"])
+        #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(!FileManager.default.fileExists(atPath: recycled), "a PID reused by another process is not the owner")
+        #expect(FileManager.default.fileExists(atPath: live))
+        #expect(FileManager.default.fileExists(atPath: unowned))
+        #expect(Files.mountPoints(under: root).isEmpty)
+        #expect((try? String(contentsOfFile: source + "/data.txt", encoding: .utf8)) == "precious\n", "the mount's source is untouched")
+    }
+}
