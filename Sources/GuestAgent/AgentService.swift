@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// The agent API's handlers. Transport-free: the same service runs behind a mux on virtio-serial,
-/// vsock or a unix socket. Methods not listed here answer Unimplemented.
+/// vsock or a unix socket. The guest methods are here; the container methods in Containers/ContainerMethods.swift.
 public final class AgentService: Sendable {
     public enum Mode: Sendable {
         /// PID 1 in a VM: Shutdown powers the guest off.

@@ -150,10 +150,7 @@ extension Sandbox {
         let entry = HostContainerRecord(id: id, sharedDirectory: hostDir)
         var ok = false
         defer {
-            if !ok {
-                SharedFiles.unmountAll(under: hostDir)
-                Files.removeTree(hostDir)
-            }
+            if !ok { SharedFiles.unmountAll(under: hostDir) }
         }
         // Writable even when root.readonly: the guest creates mount points in it before making the
         // container's view read-only, as runc does on the host.
@@ -301,7 +298,8 @@ extension Sandbox {
             throw SandboxError(error.code, error.message)
         }
         SharedFiles.unmountAll(under: entry.sharedDirectory)
-        Files.removeTree(entry.sharedDirectory)
+        // The directories stay until the sandbox is shut down: walking a tree the running guest can
+        // rewrite (a directory swapped for a symlink mid-walk) could delete host files.
         lock.withLock { _ = containers.removeValue(forKey: containerID) }
     }
 

@@ -7,6 +7,9 @@ import Glibc
 /// `.../mounts/<n>` are bind mounts of the bundle's rootfs and of the spec's bind sources; the guest
 /// sees the same tree at `/run/cocoon/shared`.
 public enum SharedFiles {
+    /// fcntl.h's O_PATH, which the Glibc module hides behind _GNU_SOURCE.
+    static let O_PATH: Int32 = 0o10000000
+
     public static let tag = "cocoon"
     public static let guestMountPoint = "/run/cocoon/shared"
 
@@ -39,15 +42,18 @@ public enum SharedFiles {
             throw SandboxError(.notFound, "\(source): \(String(cString: strerror(errno)))")
         }
         let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+        guard target.hasPrefix(sharedRoot + "/") else {
+            throw SandboxError(.internal, "\(target) is not under the shared directory \(sharedRoot)")
+        }
+        // The guest can write the shared tree: the target is made and held by descriptors, never
+        // resolved by path, so a symlink planted by the guest cannot send the bind elsewhere on the host.
+        let holder = try openInside(sharedRoot, String(target.dropFirst(sharedRoot.count + 1)), directory: isDirectory)
+        defer { close(holder) }
         let staging = stagingPath(for: sharedRoot) + "/\(UInt64.random(in: 0...UInt64.max))"
-        let parent = String(target[..<(target.lastIndex(of: "/") ?? target.endIndex)])
         do throws(SystemError) {
-            try Files.makeDirectories(parent, mode: 0o755)
-            for node in [staging, target] {
-                if isDirectory { try Files.makeDirectories(node, mode: 0o755) } else { try Files.writeString(node, "", mode: 0o600) }
-            }
+            if isDirectory { try Files.makeDirectories(staging, mode: 0o755) } else { try Files.writeString(staging, "", mode: 0o600) }
         } catch {
-            throw SandboxError(error.code, "create \(target): \(error.message)")
+            throw SandboxError(error.code, "create \(staging): \(error.message)")
         }
         defer { if isDirectory { rmdir(staging) } else { unlink(staging) } }
         guard mount(source, staging, nil, UInt(MS_BIND) | UInt(MS_REC), nil) == 0 else {
@@ -62,17 +68,59 @@ public enum SharedFiles {
                 throw SandboxError(.internal, "make the bind of \(source) read-only: \(reason)")
             }
         }
-        guard mount(staging, target, nil, UInt(MS_MOVE), nil) == 0 else {
+        guard mount(staging, "/proc/self/fd/\(holder)", nil, UInt(MS_MOVE), nil) == 0 else {
             let reason = String(cString: strerror(errno))
             umount2(staging, Int32(MNT_DETACH))
             throw SandboxError(.internal, "move the bind of \(source) to \(target): \(reason)")
         }
     }
 
+    /// Creates `relative` under `root` one component at a time with mkdirat/openat and O_NOFOLLOW,
+    /// returning an O_PATH descriptor of the last one. Any symlink on the way is an error.
+    static func openInside(_ root: String, _ relative: String, directory: Bool) throws(SandboxError) -> Int32 {
+        var dir = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dir >= 0 else { throw SandboxError(.internal, "open \(root): \(String(cString: strerror(errno)))") }
+        let parts = relative.split(separator: "/").map(String.init)
+        guard !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
+            close(dir)
+            throw SandboxError(.internal, "bad shared path \(relative)")
+        }
+        for (i, part) in parts.enumerated() {
+            let last = i == parts.count - 1
+            let next: Int32
+            if last && !directory {
+                let fd = openat(dir, part, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                if fd >= 0 { close(fd) }
+                next = openat(dir, part, O_PATH | O_NOFOLLOW | O_CLOEXEC)
+                var st = stat()
+                if next >= 0 && (fstat(next, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG) {
+                    close(next)
+                    close(dir)
+                    throw SandboxError(.permissionDenied, "\(root)/\(relative) is not a regular file: refusing to bind over it")
+                }
+            } else {
+                if mkdirat(dir, part, 0o755) != 0 && errno != EEXIST {
+                    let reason = String(cString: strerror(errno))
+                    close(dir)
+                    throw SandboxError(.internal, "create \(root)/\(relative): \(reason)")
+                }
+                next = openat(dir, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            let reason = String(cString: strerror(errno))
+            close(dir)
+            guard next >= 0 else {
+                throw SandboxError(.permissionDenied, "\(root)/\(relative): \(reason) (a symlink where a directory should be?)")
+            }
+            dir = next
+        }
+        return dir
+    }
+
     /// Lazily unmounts everything at or below `path`, deepest first.
     public static func unmountAll(under path: String) {
         for point in Files.mountPoints(under: path).sorted(by: { $0.count > $1.count }) {
-            umount2(point, Int32(MNT_DETACH))
+            // UMOUNT_NOFOLLOW: a symlink the guest put in place of a mount point is not followed.
+            umount2(point, Int32(MNT_DETACH) | 8)
         }
     }
 }
