@@ -17,7 +17,7 @@ BIN         := $(BUILD)/bin
 INIT_SOURCES := $(shell find Sources/cocoon-init Sources/LinuxContainer Sources/Cgroups Sources/OCI Sources/Processes Sources/SystemCalls Sources/CSupport Sources/StatusCodes -type f) Package.swift
 AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes Sources/TTRPC Sources/Mux Sources/Processes Sources/LinuxContainer Sources/Cgroups Sources/OCI -type f) Package.swift
 
-.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare bench-sandbox release install uninstall clean
+.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare bench-sandbox bench-shim release install uninstall clean
 
 all: guest host $(BIN)/cocoon-init config
 
@@ -56,7 +56,9 @@ $(BIN)/cocoon-init: $(INIT_SOURCES) | swift-check
 RELEASE_SCRATCH := $(CURDIR)/.build-release
 release: deps $(BIN)/cocoon-init
 	$(SWIFT) build -c release --product cocoon --scratch-path $(RELEASE_SCRATCH) -Xswiftc -static-stdlib
+	$(SWIFT) build -c release --product containerd-shim-cocoon-v2 --scratch-path $(RELEASE_SCRATCH) -Xswiftc -static-stdlib
 	install -m 0755 $(RELEASE_SCRATCH)/release/cocoon $(BIN)/cocoon
+	install -m 0755 $(RELEASE_SCRATCH)/release/containerd-shim-cocoon-v2 $(BIN)/containerd-shim-cocoon-v2
 
 $(GUEST)/cocoon-agent.initrd: $(GUEST)/cocoon-agent guest/build-initramfs.sh
 	@bash guest/build-initramfs.sh $< $@
@@ -98,10 +100,10 @@ demo: all
 ## The whole test suite. Tests that boot VMs find the guest files through COCOON_CONFIG.
 test: all
 	COCOON_BASELINE_INITRD=$(GUEST)/baseline.initrd $(SWIFT) test $(SWIFT_FLAGS)
-	@bash scripts/check-leaks.sh /run/cocoon-test /run/cocoon-dev /run/cocoon-test-containers /run/cocoon-test-agent
+	@bash scripts/check-leaks.sh /run/cocoon-test /run/cocoon-dev /run/cocoon-test-containers /run/cocoon-test-agent /run/cocoon-test-shim
 
 ## Benchmarks: not tests; they print ratios against baselines measured in the same run.
-bench: bench-boot bench-bare bench-sandbox
+bench: bench-boot bench-bare bench-sandbox bench-shim
 
 bench-boot: all
 	$(BIN_DIR)/cocoon-bench boot --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --runs 5
@@ -113,6 +115,10 @@ bench-sandbox: all
 	$(SWIFT) build -c release --product cocoon-bench
 	$$($(SWIFT) build -c release --show-bin-path)/cocoon-bench sandbox --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --rootfs $(BUILD)/bench/rootfs --runs 5
 
+## containerd end to end: `ctr run --rm` of busybox `true`, cocoon's shim against the runc shim.
+bench-shim: all release
+	@bash scripts/bench-shim.sh $(BIN) $(DEV_CONFIG) 5
+
 ## Release builds are what is measured.
 bench-bare: all
 	@bash tests/fixtures/make-busybox-rootfs.sh $(BUILD)/bench/rootfs
@@ -121,14 +127,18 @@ bench-bare: all
 
 install: all release
 	install -D -m 0755 $(BIN)/cocoon $(DESTDIR)$(PREFIX)/bin/cocoon
+	@# containerd finds a runtime v2 shim on its PATH by name (io.containerd.cocoon.v2).
+	install -D -m 0755 $(BIN)/containerd-shim-cocoon-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-cocoon-v2
 	install -D -m 0755 $(BIN)/cocoon-init $(DESTDIR)$(PREFIX)/libexec/cocoon/cocoon-init
 	install -D -m 0644 $(GUEST)/vmlinux $(DESTDIR)$(PREFIX)/share/cocoon/vmlinux
 	install -D -m 0644 $(GUEST)/bzImage $(DESTDIR)$(PREFIX)/share/cocoon/bzImage
 	install -D -m 0644 $(GUEST)/cocoon-agent.initrd $(DESTDIR)$(PREFIX)/share/cocoon/cocoon-agent.initrd
 	install -D -m 0644 docs/configuration.example.toml $(DESTDIR)$(PREFIX)/share/cocoon/configuration.example.toml
+	@# The defaults need no file; one is put in place to edit, never over an existing one.
+	[ -e $(DESTDIR)/etc/cocoon/configuration.toml ] || install -D -m 0644 docs/configuration.example.toml $(DESTDIR)/etc/cocoon/configuration.toml
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon
+	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon $(DESTDIR)$(PREFIX)/bin/containerd-shim-cocoon-v2
 	rm -rf $(DESTDIR)$(PREFIX)/libexec/cocoon
 	rm -rf $(DESTDIR)$(PREFIX)/share/cocoon
 

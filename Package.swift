@@ -12,12 +12,15 @@ let package = Package(
         .executable(name: "cocoon-agent", targets: ["cocoon-agent"]),
         .executable(name: "cocoon-init", targets: ["cocoon-init"]),
         .executable(name: "cocoon-bench", targets: ["cocoon-bench"]),
+        .executable(name: "containerd-shim-cocoon-v2", targets: ["containerd-shim-cocoon-v2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        // SHA-256 for the shim's socket address (containerd's naming); only the shim links it.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // The one C target: syscalls and process-start code Swift cannot express safely.
@@ -67,6 +70,16 @@ let package = Package(
             "Config", "Hypervisor", "AgentAPI", "Mux", "OCI", "Sockets", "Processes", "StatusCodes",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // containerd's shim, task, events and cgroup-metrics messages, generated from its own protos.
+        .target(name: "ContainerdAPI", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // containerd runtime v2 shim: start/delete, the Task service over ttrpc, stdio, events, pods.
+        .target(name: "Shim", dependencies: [
+            "ContainerdAPI", "Sandbox", "Config", "OCI", "TTRPC", "AgentAPI", "Sockets", "SystemCalls", "Processes",
+            "LinuxContainer", "CSupport", "StatusCodes",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // `cocoon check`: host requirements with fix hints.
         .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
         .executableTarget(name: "cocoon", dependencies: [
@@ -75,6 +88,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "cocoon-init", dependencies: ["LinuxContainer"]),
+        .executableTarget(name: "containerd-shim-cocoon-v2", dependencies: ["Shim"]),
         .executableTarget(name: "cocoon-agent", dependencies: [
             "GuestAgent", .product(name: "Logging", package: "swift-log"),
         ]),
@@ -103,6 +117,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "MuxTests", dependencies: ["Mux", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ShimTests", dependencies: [
+            "Shim", "ContainerdAPI", "TTRPC", "Sockets", "SystemCalls", "TestSupport", "containerd-shim-cocoon-v2",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon", "TestSupport"]),

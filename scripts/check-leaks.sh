@@ -37,5 +37,11 @@ for root in "$@"; do
     status=1
   fi
 done
+left=$(pgrep -a -f "^[^ ]*containerd-shim-cocoon-v2 " || true)
+if [ -n "$left" ]; then
+  echo "check-leaks: cocoon shims left running:" >&2
+  echo "$left" | sed 's/^/  /' >&2
+  status=1
+fi
 [ "$status" = 0 ] && echo "check-leaks: nothing left behind under $*"
 exit "$status"

@@ -22,4 +22,25 @@ generate Sources/TTRPC/Generated Public Protos/ttrpc Protos/ttrpc/ttrpc.proto
 if [ -d Protos/agent ]; then
     generate Sources/AgentAPI/Generated Public Protos/agent Protos/agent/*.proto
 fi
-echo "generated Swift from Protos/" >&2
+# containerd's own protos (Debian's golang-github-containerd-containerd-dev and -cgroups-dev), for
+# the shim: the Task service, the events it forwards and the cgroup v2 metrics. Two of them are
+# called task.proto, so file names keep their path here.
+gocode=/usr/share/gocode/src
+containerd=$gocode/github.com/containerd/containerd
+if [ ! -d "$containerd/runtime/v2/task" ] || [ ! -d "$gocode/github.com/gogo/protobuf/gogoproto" ]; then
+    echo "containerd protos not found: apt-get install golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev" >&2
+    exit 1
+fi
+out=Sources/ContainerdAPI/Generated
+rm -rf "$out" && mkdir -p "$out"
+protoc --plugin=protoc-gen-swift="$plugin" -I "$gocode" -I "$gocode/github.com/gogo/protobuf" -I /usr/include \
+    --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores --swift_out="$out" \
+    github.com/containerd/containerd/runtime/v2/task/shim.proto \
+    github.com/containerd/containerd/api/types/mount.proto \
+    github.com/containerd/containerd/api/types/task/task.proto \
+    github.com/containerd/containerd/api/events/task.proto \
+    github.com/containerd/containerd/api/services/ttrpc/events/v1/events.proto \
+    github.com/containerd/cgroups/v2/stats/metrics.proto
+# Shorter names for the committed files.
+for f in "$out"/github.com_containerd_*; do mv "$f" "$out/${f#"$out"/github.com_containerd_}"; done
+echo "generated Swift from Protos/ and containerd's protos" >&2

@@ -18,6 +18,8 @@ packages=(
   containerd umoci docker.io
   # protobuf code generation (make protos), and the Go ttrpc library the tests use as an independent peer
   protobuf-compiler golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev
+  # containerd's own protos, for the shim's generated Swift (make protos)
+  golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
 )
 
 missing=()

@@ -42,10 +42,6 @@ extension ChildProcess {
 
     /// A pipe whose ends are close-on-exec here (the child gets its end through the fd map).
     static func makePipe() throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
-        var fds: [Int32] = [0, 0]
-        try SystemError.check("pipe") { pipe(&fds) }
-        _ = cocoon_set_cloexec(fds[0])
-        _ = cocoon_set_cloexec(fds[1])
-        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
+        try FileDescriptor.pipe()
     }
 }

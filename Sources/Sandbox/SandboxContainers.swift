@@ -27,9 +27,17 @@ public final class StdioRelay: @unchecked Sendable {
     let channels: ProcessChannels
     private let state = Condition()
     private var outputsRunning = 0
+    private var inputRunning = false
+    /// Written to by `stopInput`: wakes the stdin thread out of its poll.
+    private let stopPipe: (read: FileDescriptor, write: FileDescriptor)
 
     public init(channels: ProcessChannels, host: HostStdio) throws(SandboxError) {
         self.channels = channels
+        do throws(SystemError) {
+            stopPipe = try FileDescriptor.pipe()
+        } catch {
+            throw SandboxError(.resourceExhausted, "cannot start the stdio relay: \(error.message)")
+        }
         var outputs: [(MuxChannel, Int32)] = []
         if let c = channels.stdout { outputs.append((c, host.stdout)) }
         if let c = channels.stderr { outputs.append((c, host.stderr)) }
@@ -39,7 +47,15 @@ public final class StdioRelay: @unchecked Sendable {
                 try startDetachedThread { self.copyOut(channel, to: fd) }
             }
             if let stdin = channels.stdin, let fd = host.stdin {
-                try startDetachedThread { Self.copyIn(from: fd, to: stdin) }
+                inputRunning = true
+                let stop = stopPipe.read.rawValue
+                try startDetachedThread {
+                    Self.copyIn(from: fd, to: stdin, stop: stop)
+                    self.state.withLock {
+                        self.inputRunning = false
+                        self.state.broadcast()
+                    }
+                }
             }
         } catch {
             channels.reset(reason: "host relay failed")
@@ -67,13 +83,17 @@ public final class StdioRelay: @unchecked Sendable {
         }
     }
 
-    /// Blocks in read(2) on the host descriptor; a terminal's stdin may never end, so this thread
-    /// is left behind rather than joined.
-    private static func copyIn(from fd: Int32, to channel: MuxChannel) {
+    /// Polls before each read, so a non-blocking FIFO that has not seen its writer yet (containerd's
+    /// stdin) waits instead of reading a premature EOF; `stopInput` ends it early.
+    private static func copyIn(from fd: Int32, to channel: MuxChannel, stop: Int32) {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&fds, 2, -1)
+            if ready < 0 && errno == EINTR { continue }
+            if ready < 0 || fds[1].revents != 0 { return }
             let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
             if n <= 0 { break }
             do throws(MuxError) {
                 try channel.writeBytes(Array(buffer[0..<n]))
@@ -82,6 +102,19 @@ public final class StdioRelay: @unchecked Sendable {
             }
         }
         channel.closeWrite()
+    }
+
+    /// Stops copying stdin (the host descriptor may be closed afterwards); the process's stdin is
+    /// left as it is. Waits briefly for the copying thread to let go of the descriptor.
+    public func stopInput() {
+        var one: UInt8 = 1
+        _ = write(stopPipe.write.rawValue, &one, 1)
+        state.withLock {
+            let deadline = Deadline.after(seconds: 2)
+            while inputRunning {
+                if !state.wait(until: deadline) { break }
+            }
+        }
     }
 
     /// True once stdout and stderr reached their end (the agent closes them after the process
@@ -297,10 +330,18 @@ extension Sandbox {
         } catch {
             throw SandboxError(error.code, error.message)
         }
+        for relay in lock.withLock({ Array(entry.relays.values) }) { relay.stopInput() }
         SharedFiles.unmountAll(under: entry.sharedDirectory)
         // The directories stay until the sandbox is shut down: walking a tree the running guest can
         // rewrite (a directory swapped for a symlink mid-walk) could delete host files.
         lock.withLock { _ = containers.removeValue(forKey: containerID) }
+    }
+
+    /// Stops relaying stdin to a process that has exited and forgets its relay, so the caller may
+    /// close the host descriptors. The container's own process is released by `removeContainer`.
+    public func releaseProcess(containerID: String, execID: String) {
+        let relay = lock.withLock { record(unlocked: containerID)?.relays.removeValue(forKey: execID) }
+        relay?.stopInput()
     }
 
     func record(_ id: String) -> HostContainerRecord? { lock.withLock { containers[id] } }

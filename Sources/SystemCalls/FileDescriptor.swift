@@ -38,6 +38,15 @@ public final class FileDescriptor: @unchecked Sendable {
         }
     }
 
+    /// A pipe whose ends are close-on-exec (a child gets an end only through its fd map).
+    public static func pipe() throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [0, 0]
+        try SystemError.check("pipe") { Glibc.pipe(&fds) }
+        _ = cocoon_set_cloexec(fds[0])
+        _ = cocoon_set_cloexec(fds[1])
+        return (FileDescriptor(adopting: fds[0]), FileDescriptor(adopting: fds[1]))
+    }
+
     public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> FileDescriptor {
         let fd = try SystemError.check("open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) }
         return FileDescriptor(adopting: fd)

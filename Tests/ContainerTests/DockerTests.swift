@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Debian's dockerd 20.10 on private data-root, exec-root and socket, against the test's own
 /// containerd, with cocoon registered as a runtime (process isolation through runtimeArgs).
@@ -19,7 +20,7 @@ final class PrivateDockerd: @unchecked Sendable {
     }
 
     init() throws {
-        containerd = try PrivateContainerd()
+        containerd = try PrivateContainerd.forRuncShim()
         directory = containerd.directory + "/docker"
         socket = directory + "/docker.sock"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -40,9 +41,9 @@ final class PrivateDockerd: @unchecked Sendable {
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, (try? docker(["version"]).0) != 0 { usleep(100_000) }
-        guard try docker(["version"]).0 == 0 else { stop(); throw PrivateContainerd.CLIFailure("dockerd did not come up: \(directory)/dockerd.log") }
+        guard try docker(["version"]).0 == 0 else { stop(); throw PrivateContainerd.Failure("dockerd did not come up: \(directory)/dockerd.log") }
         let (status, out) = try PrivateContainerd.shell(["-c", "tar -C \(BundleFixture.sharedRootfs) -c . | /usr/bin/docker -H unix://\(socket) import - \(image)"])
-        guard status == 0 else { stop(); throw PrivateContainerd.CLIFailure("docker import: \(out)") }
+        guard status == 0 else { stop(); throw PrivateContainerd.Failure("docker import: \(out)") }
     }
 
     func docker(_ args: [String], stdin: String? = nil, timeout: Double = 60) throws -> (Int32, String) {

@@ -1,0 +1,200 @@
+import Config
+import Foundation
+import Testing
+import TestSupport
+@testable import Shim
+
+/// A private containerd with cocoon's shim on its PATH and a cocoon configuration of the tests' own
+/// (state under /run/cocoon-test-shim), so that everything the shim leaves behind is attributable.
+struct ShimEnvironment {
+    static let stateRoot = "/run/cocoon-test-shim"
+    static let runtime = "io.containerd.cocoon.v2"
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static var shim: String? { BuiltProducts.path(of: "containerd-shim-cocoon-v2") }
+
+    static var skipReason: String? {
+        if let reason = PrivateContainerd.missingTools { return reason }
+        if shim == nil { return "containerd-shim-cocoon-v2 is not built next to the tests" }
+        guard let config = try? Configuration.load() else { return "the cocoon configuration (COCOON_CONFIG) does not load" }
+        if !FileManager.default.isExecutableFile(atPath: config.hypervisor.path) { return "QEMU \(config.hypervisor.path) is not installed (make deps)" }
+        if !FileManager.default.fileExists(atPath: config.hypervisor.kernel) { return "guest kernel \(config.hypervisor.kernel) is not built (make test builds it)" }
+        if !FileManager.default.fileExists(atPath: config.hypervisor.initrd) { return "guest initramfs \(config.hypervisor.initrd) is not built (make test builds it)" }
+        return nil
+    }
+
+    /// containerd started with PATH and COCOON_CONFIG pointing at this build.
+    static func containerd() throws -> PrivateContainerd {
+        let config = try Configuration.load()
+        let file = NSTemporaryDirectory() + "cocoon-shim-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).toml"
+        try """
+            [hypervisor]
+            kernel = "\(config.hypervisor.kernel)"
+            initrd = "\(config.hypervisor.initrd)"
+            boot_timeout_seconds = 60
+            [runtime]
+            root = "\(stateRoot)"
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let shimDirectory = URL(fileURLWithPath: try #require(shim)).deletingLastPathComponent().path
+        let path = shimDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+        return try PrivateContainerd(repository: repository, environment: ["PATH": path, "COCOON_CONFIG": file])
+    }
+
+    static func qemus() -> [String] { PrivateContainerd.processes(named: "qemu-system", mentioning: stateRoot) }
+    static func virtiofsds() -> [String] { PrivateContainerd.processes(named: "virtiofsd", mentioning: stateRoot) }
+
+    /// Nothing of the pod is left: no shim, QEMU, virtiofsd, run directory, mount or shim socket.
+    static func expectNothingLeft(_ ctd: PrivateContainerd, groups: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline && !(ctd.leftoverShims().isEmpty && qemus().isEmpty && virtiofsds().isEmpty) { usleep(50000) }
+        #expect(ctd.leftoverShims().isEmpty, "shims left: \(ctd.leftoverShims())", sourceLocation: sourceLocation)
+        #expect(qemus().isEmpty, "QEMU left: \(qemus())", sourceLocation: sourceLocation)
+        #expect(virtiofsds().isEmpty, "virtiofsd left: \(virtiofsds())", sourceLocation: sourceLocation)
+        let sandboxes = (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []
+        #expect(sandboxes.isEmpty, "sandbox run directories left: \(sandboxes)", sourceLocation: sourceLocation)
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(stateRoot), "mounts left under \(stateRoot)", sourceLocation: sourceLocation)
+        #expect(!mounts.contains(ctd.directory + "/state"), "rootfs mounts left in containerd's state", sourceLocation: sourceLocation)
+        for group in groups {
+            let socket = ShimAddress.path(of: ShimAddress.socketAddress(containerdAddress: ctd.socket, namespace: "default", group: group))
+            #expect(!FileManager.default.fileExists(atPath: socket), "shim socket \(socket) left", sourceLocation: sourceLocation)
+        }
+    }
+
+    static func waitFor(_ what: String, timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(100_000)
+        }
+        return try condition()
+    }
+}
+
+/// containerd 1.6 runs containers in cocoon VMs through containerd-shim-cocoon-v2, driven by ctr.
+@Suite(.serialized, .enabled(if: ShimEnvironment.skipReason == nil, Comment(rawValue: ShimEnvironment.skipReason ?? "")))
+struct ShimContainerdTests {
+    let runtime = ["--runtime", ShimEnvironment.runtime]
+
+    @Test func ctrRunPrintsOutputAndReturnsTheExitStatus() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        let r = try ctd.ctr(["run", "--rm"] + runtime + [ctd.image, "shim-once", "sh", "-c",
+                                                          "echo out-$(uname -r); echo err-line >&2; exit 3"], timeout: 120)
+        #expect(r.0 == 3, "\(r.1)\n\(((try? String(contentsOfFile: ctd.logPath, encoding: .utf8)) ?? "").suffix(3000))")
+        #expect(r.1.contains("out-6.1"), "the container ran on the guest kernel: \(r.1)")
+        #expect(r.1.contains("err-line"))
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-once"])
+    }
+
+    @Test func ctrRunWithATerminal() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        // ctr -t needs a real terminal: it runs under script(1).
+        let command = "/usr/bin/ctr -a \(ctd.socket) run --rm -t --runtime \(ShimEnvironment.runtime) \(ctd.image) shim-tty sh"
+        let r = try PrivateContainerd.shell(["-c", "(sleep 8; printf 'tty; echo in-tty-$((6*7)); exit 9\\r') | script -qec '\(command)' /dev/null"],
+                                            timeout: 120)
+        #expect(r.0 == 9, "\(r.1)")
+        #expect(r.1.contains("/dev/pts/0"))
+        #expect(r.1.contains("in-tty-42"))
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-tty"])
+    }
+
+    @Test func aDetachedTaskExecPsMetricsPauseResumeAndKill() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        var r = try ctd.ctr(["run", "-d"] + runtime + [ctd.image, "shim-task", "sh", "-c",
+                                                        "trap 'exit 7' TERM; while true; do sleep 0.1; done"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(ShimEnvironment.qemus().count == 1)
+        r = try ctd.ctr(["task", "ps", "shim-task"])
+        #expect(r.0 == 0 && r.1.split(separator: "\n").count >= 2, "ps lists the container's processes: \(r.1)")
+        r = try ctd.ctr(["task", "exec", "--exec-id", "e1", "shim-task", "sh", "-c", "echo exec-in-$(hostname); exit 4"])
+        #expect(r.0 == 4, "\(r.1)")
+        #expect(r.1.contains("exec-in-shim-task"))
+        r = try ctd.ctr(["task", "metrics", "shim-task"])
+        #expect(r.0 == 0 && r.1.contains("memory.usage") && r.1.contains("pids.current"), "\(r.1)")
+        #expect(try ctd.ctr(["task", "pause", "shim-task"]).0 == 0)
+        #expect(try ctd.ctr(["task", "ls"]).1.contains("PAUSED"))
+        #expect(try ctd.ctr(["task", "resume", "shim-task"]).0 == 0)
+        #expect(try ctd.ctr(["task", "ls"]).1.contains("RUNNING"))
+        #expect(try ctd.ctr(["task", "kill", "-s", "TERM", "shim-task"]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("STOPPED") { try ctd.ctr(["task", "ls"]).1.contains("STOPPED") })
+        r = try ctd.ctr(["task", "rm", "shim-task"])
+        #expect(r.0 == 0, "\(r.1)")
+        // The exit status containerd recorded is the trap's (ctr warns about it on removal).
+        #expect(r.1.contains("exit code 7"), "\(r.1)")
+        #expect(try ctd.ctr(["containers", "rm", "shim-task"]).0 == 0)
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-task"])
+    }
+
+    @Test func containersOfOnePodShareOneShimAndOneVM() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=shim-pod"]
+        var r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=sandbox",
+                                                              ctd.image, "shim-pod", "sleep", "1000"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=container",
+                                                          ctd.image, "shim-app", "sleep", "1000"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(ctd.leftoverShims().count == 1, "one shim for the pod: \(ctd.leftoverShims())")
+        #expect(ShimEnvironment.qemus().count == 1, "one VM for the pod: \(ShimEnvironment.qemus())")
+        // Both containers see the same kernel boot: the same VM.
+        let bootA = try ctd.ctr(["task", "exec", "--exec-id", "b1", "shim-pod", "cat", "/proc/sys/kernel/random/boot_id"]).1
+        let bootB = try ctd.ctr(["task", "exec", "--exec-id", "b2", "shim-app", "cat", "/proc/sys/kernel/random/boot_id"]).1
+        #expect(!bootA.isEmpty && bootA == bootB, "\(bootA) vs \(bootB)")
+        // Deleting one container keeps the VM for the other.
+        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-app"]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("app stopped") { try ctd.ctr(["task", "rm", "shim-app"]).0 == 0 })
+        #expect(try ctd.ctr(["containers", "rm", "shim-app"]).0 == 0)
+        #expect(ShimEnvironment.qemus().count == 1, "the VM stays while the pod's sandbox container lives")
+        #expect(try ctd.ctr(["task", "exec", "--exec-id", "b3", "shim-pod", "true"]).0 == 0)
+        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-pod"]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("pod stopped") { try ctd.ctr(["task", "rm", "shim-pod"]).0 == 0 })
+        #expect(try ctd.ctr(["containers", "rm", "shim-pod"]).0 == 0)
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-pod"])
+    }
+
+    @Test func theContainerOutlivesAContainerdRestart() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        var r = try ctd.ctr(["run", "-d"] + runtime + [ctd.image, "shim-restart", "sh", "-c",
+                                                        "trap 'exit 7' TERM; while true; do sleep 0.1; done"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        ctd.stopDaemon()
+        #expect(ctd.leftoverShims().count == 1, "the shim keeps running without containerd")
+        try ctd.start()
+        r = try ctd.ctr(["task", "ls"])
+        #expect(r.1.contains("shim-restart") && r.1.contains("RUNNING"), "\(r.1)")
+        r = try ctd.ctr(["task", "exec", "--exec-id", "after", "shim-restart", "echo", "after-restart"])
+        #expect(r.0 == 0 && r.1.contains("after-restart"), "\(r.1)")
+        #expect(try ctd.ctr(["task", "kill", "shim-restart"]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("stopped") { try ctd.ctr(["task", "rm", "shim-restart"]).0 == 0 })
+        #expect(try ctd.ctr(["containers", "rm", "shim-restart"]).0 == 0)
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-restart"])
+    }
+
+    @Test func aKilledShimTakesItsVMAndMountsWithIt() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        let r = try ctd.ctr(["run", "-d"] + runtime + [ctd.image, "shim-killed", "sleep", "1000"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(ShimEnvironment.qemus().count == 1)
+        #expect(!ShimEnvironment.virtiofsds().isEmpty)
+        let shims = ctd.leftoverShims()
+        #expect(shims.count == 1, "\(shims)")
+        for line in shims { if let pid = pidOf(line) { kill(pid, SIGKILL) } }
+        // containerd notices, runs `shim delete`, and forgets the task.
+        #expect(try ShimEnvironment.waitFor("task gone") { !(try ctd.ctr(["task", "ls"]).1.contains("shim-killed")) })
+        #expect(try ctd.ctr(["containers", "rm", "shim-killed"]).0 == 0)
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-killed"])
+    }
+
+    private func pidOf(_ cmdline: String) -> Int32? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            if String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self) == cmdline { return pid }
+        }
+        return nil
+    }
+}
