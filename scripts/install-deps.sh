@@ -20,6 +20,8 @@ packages=(
   protobuf-compiler golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev
   # containerd's own protos, for the shim's generated Swift (make protos)
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
+  # the project's CRI test client (tests/peers/cri-client), run with Debian's python3
+  python3-grpcio python3-protobuf
 )
 
 missing=()

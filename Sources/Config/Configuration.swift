@@ -34,6 +34,9 @@ public struct HypervisorConfig: Sendable, Equatable {
     public var memoryOverheadMiB: Int
     /// The most vCPUs a CPU quota may ask for.
     public var maxVcpus: Int
+    /// VM settings a pod may change through `io.cocoon.vm.*` annotations; none by default, since
+    /// annotations come from whoever creates the pod.
+    public var enableAnnotations: Set<VMAnnotation> = []
 }
 
 /// `[agent]`
@@ -132,8 +135,19 @@ public struct Configuration: Sendable, Equatable {
             try reader.checkKeys(h, prefix: "hypervisor.", allowed: [
                 "path", "kernel", "initrd", "machine", "accel", "memory_mib", "vcpus",
                 "boot_timeout_seconds", "kernel_params", "virtiofsd", "shared_fs",
-                "memory_overhead_mib", "max_vcpus",
+                "memory_overhead_mib", "max_vcpus", "enable_annotations",
             ])
+            if let v = try reader.stringArray(h, "hypervisor.enable_annotations") {
+                var enabled: Set<VMAnnotation> = []
+                for name in v {
+                    guard let a = VMAnnotation(rawValue: name) else {
+                        throw ConfigError(file: file, key: "hypervisor.enable_annotations", problem:
+                            "unknown annotation '\(name)'; valid: \(VMAnnotation.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
+                    }
+                    enabled.insert(a)
+                }
+                config.hypervisor.enableAnnotations = enabled
+            }
             if let v = try reader.integer(h, "hypervisor.memory_overhead_mib", in: 32...65536) { config.hypervisor.memoryOverheadMiB = v }
             if let v = try reader.integer(h, "hypervisor.max_vcpus", in: 1...240) { config.hypervisor.maxVcpus = v }
             if let v: SharedFilesystemKind = try reader.choice(h, "hypervisor.shared_fs") { config.hypervisor.sharedFS = v }
@@ -208,6 +222,21 @@ private struct TableReader {
             throw ConfigError(file: file, key: key, problem: "must be a string, found \(value.type)")
         }
         return s
+    }
+
+    func stringArray(_ table: TOMLTable, _ key: String) throws(ConfigError) -> [String]? {
+        guard let value = table[leaf(key)] else { return nil }
+        guard let array = value.array else {
+            throw ConfigError(file: file, key: key, problem: "must be an array of strings, found \(value.type)")
+        }
+        var out: [String] = []
+        for element in array {
+            guard let s = element.string else {
+                throw ConfigError(file: file, key: key, problem: "must be an array of strings, found an element of type \(element.type)")
+            }
+            out.append(s)
+        }
+        return out
     }
 
     func absolutePath(_ table: TOMLTable, _ key: String) throws(ConfigError) -> String? {

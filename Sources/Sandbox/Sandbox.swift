@@ -71,8 +71,10 @@ public final class Sandbox: @unchecked Sendable {
             ? .vsock(cid: UInt32.random(in: 3...0x7fff_ffff))
             : .serial(socketPath: runDirectory + "/agent.sock")
         let qmpPath = runDirectory + "/qmp.sock"
-        guard qmpPath.utf8.count <= 107 else {
-            throw SandboxError(.invalidArgument, "runtime.root '\(config.runtime.root)' is too long for unix socket paths under it")
+        // virtiofs.sock is the longest socket name in the run directory.
+        guard (runDirectory + "/virtiofs.sock").utf8.count <= 107 else {
+            throw SandboxError(.invalidArgument,
+                "runtime.root '\(config.runtime.root)' with sandbox id '\(id)' is too long for the unix socket paths of the sandbox (107 bytes)")
         }
         for stale in StaleSandboxes.sweep(root: config.runtime.root) {
             logger.warning("removed the leftovers of sandbox \(stale), whose controller is gone")

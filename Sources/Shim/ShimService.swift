@@ -38,9 +38,12 @@ public final class ShimService: @unchecked Sendable {
         self.onIdleShutdown = onIdleShutdown
     }
 
-    /// The sandbox id for the pod: its group id when that is a valid sandbox id, else a digest of it.
+    /// The sandbox id for the pod: its group id, cut to 32 characters (CRI ids are 64 random hex
+    /// digits, and unix socket paths under the run directory have 107 bytes), or a digest of it when
+    /// it is not a valid sandbox id.
     var sandboxID: String {
-        if (try? Sandbox.validate(id: group)) != nil { return group }
+        let short = String(group.prefix(32))
+        if (try? Sandbox.validate(id: short)) != nil { return short }
         return "pod-" + SHA256.hash(data: Data(group.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
     }
 
@@ -59,6 +62,15 @@ public final class ShimService: @unchecked Sendable {
         }
         let spec: OCI.Spec
         do throws(OCIError) { spec = try OCI.Spec.load(bundle: r.bundle) } catch {
+            throw ShimError(error.code, error.message)
+        }
+        // Checked for every container, though only the first one's size the VM: a pod never runs
+        // with VM settings it asked for and did not get, nor with ones it was not allowed.
+        let overrides: VMOverrides
+        do throws(ConfigError) {
+            overrides = try VMOverrides.from(annotations: spec.annotations ?? [:], config: config.hypervisor,
+                                             file: r.bundle + "/config.json")
+        } catch {
             throw ShimError(error.code, error.message)
         }
         var mounted: String?
@@ -82,7 +94,7 @@ public final class ShimService: @unchecked Sendable {
         }
         io = try ProcessIO.open(stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal,
                                 containerID: r.id, namespace: namespace)
-        let sandbox = try podSandbox(for: spec)
+        let sandbox = try podSandbox(for: spec, overrides: overrides)
         let pid: Int32
         do throws(SandboxError) {
             pid = try sandbox.createContainer(id: r.id, bundle: r.bundle, stdio: io!.host)
@@ -116,7 +128,7 @@ public final class ShimService: @unchecked Sendable {
     }
 
     /// The pod's VM, booted now if this is its first container (sized from this container's limits).
-    private func podSandbox(for spec: OCI.Spec) throws(ShimError) -> Sandbox {
+    private func podSandbox(for spec: OCI.Spec, overrides: VMOverrides) throws(ShimError) -> Sandbox {
         if let existing = state.withLock({ sandbox }) {
             if let reason = existing.failure {
                 throw ShimError(.unavailable, "the pod's VM (sandbox \(existing.id)) failed: \(reason)")
@@ -128,8 +140,9 @@ public final class ShimService: @unchecked Sendable {
         // Without a hostname in the spec the guest would be "(none)"; the pod's id is what docker would use.
         options.hostname = spec.hostname ?? String(group.prefix(12))
         let size = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)
-        options.memoryMiB = size.memoryMiB
-        options.vcpus = size.vcpus
+        options.memoryMiB = overrides.memoryMiB ?? size.memoryMiB
+        options.vcpus = overrides.vcpus ?? size.vcpus
+        options.extraKernelParameters = overrides.kernelParams
         let booted: Sandbox
         do throws(SandboxError) {
             booted = try Sandbox.boot(id: sandboxID, configuration: config, options: options, logger: logger)

@@ -121,6 +121,42 @@ import Testing
         #expect(gone?.code == .notFound)
     }
 
+    /// CRI puts a pod's containers into the sandbox container's IPC namespace by path,
+    /// /proc/<its pid>/ns/ipc; the agent allows exactly that, and never a namespace of its own.
+    @Test(.enabled(if: ready)) func aPodContainerJoinsTheSandboxContainersIPCNamespace() throws {
+        let agent = try Agent(logger: logger)
+        defer { agent.stop() }
+        let sandbox = "agent-pause-\(getpid())"
+        let app = "agent-app-\(getpid())"
+        let sandboxIO = try create(agent, sandbox, ["sh", "-c", "readlink /proc/self/ns/ipc; exec sleep 1000"])
+        try agent.client.startContainer(sandbox, timeout: 30)
+        let pid = try #require(try agent.client.listProcesses(sandbox, timeout: 10).first)
+        func joining(_ path: String) -> (inout Spec) -> Void {
+            { spec in
+                let others = (spec.linux?.namespaces ?? []).filter { $0.type != .ipc }
+                spec.linux?.namespaces = others + [.init(type: .ipc, path: path)]
+            }
+        }
+        let appIO = try create(agent, app, ["readlink", "/proc/self/ns/ipc"], edit: joining("/proc/\(pid)/ns/ipc"))
+        try agent.client.startContainer(app, timeout: 30)
+        #expect(try agent.client.wait(app, timeout: 30) == 0)
+        let appNamespace = try readAll(appIO.stdout)
+        try agent.client.signal(sandbox, signal: SIGKILL, timeout: 10)
+        _ = try agent.client.wait(sandbox, timeout: 30)
+        let sandboxNamespace = try readAll(sandboxIO.stdout)
+        #expect(!appNamespace.isEmpty && appNamespace == sandboxNamespace)
+        for id in [app, sandbox] { try agent.client.removeContainer(id, force: true, timeout: 30) }
+
+        // The agent's own namespaces, and paths that are not a container's, are refused by name.
+        for path in ["/proc/1/ns/ipc", "/proc/\(getpid())/ns/ipc", "/proc/\(pid)/ns/ipc", "/run/netns/x"] {
+            let refused = #expect(throws: AgentAPIError.self) {
+                _ = try create(agent, "agent-join-\(getpid())", ["true"], edit: joining(path))
+            }
+            #expect(refused?.message.contains("linux.namespaces") == true, "\(path): \(refused?.message ?? "")")
+        }
+        #expect(leftovers(app).isEmpty && leftovers(sandbox).isEmpty)
+    }
+
     @Test(.enabled(if: ready)) func signalExecAndProcessList() throws {
         let agent = try Agent(logger: logger)
         defer { agent.stop() }

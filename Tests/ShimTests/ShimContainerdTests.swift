@@ -23,7 +23,7 @@ struct ShimEnvironment {
     }
 
     /// containerd started with PATH and COCOON_CONFIG pointing at this build.
-    static func containerd() throws -> PrivateContainerd {
+    static func containerd(cri: Bool = false) throws -> PrivateContainerd {
         let config = try Configuration.load()
         let file = NSTemporaryDirectory() + "cocoon-shim-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).toml"
         try """
@@ -31,19 +31,23 @@ struct ShimEnvironment {
             kernel = "\(config.hypervisor.kernel)"
             initrd = "\(config.hypervisor.initrd)"
             boot_timeout_seconds = 60
+            # memory_mib may be set by a pod, vcpus may not (vmAnnotations... checks both).
+            enable_annotations = ["memory_mib"]
             [runtime]
             root = "\(stateRoot)"
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let shimDirectory = URL(fileURLWithPath: try #require(shim)).deletingLastPathComponent().path
         let path = shimDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
-        return try PrivateContainerd(repository: repository, environment: ["PATH": path, "COCOON_CONFIG": file])
+        return try PrivateContainerd(repository: repository, environment: ["PATH": path, "COCOON_CONFIG": file],
+                                     criRuntimes: cri ? ["cocoon": runtime] : [:])
     }
 
     static func qemus() -> [String] { PrivateContainerd.processes(named: "qemu-system", mentioning: stateRoot) }
     static func virtiofsds() -> [String] { PrivateContainerd.processes(named: "virtiofsd", mentioning: stateRoot) }
 
     /// Nothing of the pod is left: no shim, QEMU, virtiofsd, run directory, mount or shim socket.
-    static func expectNothingLeft(_ ctd: PrivateContainerd, groups: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectNothingLeft(_ ctd: PrivateContainerd, groups: [String], namespace: String = "default",
+                                  sourceLocation: SourceLocation = #_sourceLocation) {
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline && !(ctd.leftoverShims().isEmpty && qemus().isEmpty && virtiofsds().isEmpty) { usleep(50000) }
         #expect(ctd.leftoverShims().isEmpty, "shims left: \(ctd.leftoverShims())", sourceLocation: sourceLocation)
@@ -55,9 +59,21 @@ struct ShimEnvironment {
         #expect(!mounts.contains(stateRoot), "mounts left under \(stateRoot)", sourceLocation: sourceLocation)
         #expect(!mounts.contains(ctd.directory + "/state"), "rootfs mounts left in containerd's state", sourceLocation: sourceLocation)
         for group in groups {
-            let socket = ShimAddress.path(of: ShimAddress.socketAddress(containerdAddress: ctd.socket, namespace: "default", group: group))
+            let socket = ShimAddress.path(of: ShimAddress.socketAddress(containerdAddress: ctd.socket, namespace: namespace, group: group))
             #expect(!FileManager.default.fileExists(atPath: socket), "shim socket \(socket) left", sourceLocation: sourceLocation)
         }
+    }
+
+    static let criClient = repository + "/tests/peers/cri-client/cri_client.py"
+
+    /// The CRI test client runs on Debian's python3 with its grpcio and protobuf.
+    static var criSkipReason: String? {
+        if let reason = skipReason { return reason }
+        guard let (status, _) = try? PrivateContainerd.shell(["-c", "/usr/bin/python3 -c 'import grpc, google.protobuf' && command -v protoc"]),
+              status == 0 else {
+            return "the CRI test client needs Debian's python3-grpcio, python3-protobuf and protoc (make deps)"
+        }
+        return nil
     }
 
     static func waitFor(_ what: String, timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
@@ -125,6 +141,23 @@ struct ShimContainerdTests {
         #expect(r.1.contains("exit code 7"), "\(r.1)")
         #expect(try ctd.ctr(["containers", "rm", "shim-task"]).0 == 0)
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-task"])
+    }
+
+    @Test func vmAnnotationsWorkOnlyWhereTheConfigurationAllowsThem() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        var r = try ctd.ctr(["run", "--rm"] + runtime + ["--annotation", "io.cocoon.vm.vcpus=2",
+                                                          ctd.image, "shim-refused", "true"], timeout: 120)
+        #expect(r.0 != 0)
+        #expect(r.1.contains("io.cocoon.vm.vcpus") && r.1.contains("hypervisor.enable_annotations"), "\(r.1)")
+        _ = try ctd.ctr(["containers", "rm", "shim-refused"])
+        // Allowed: the guest gets the memory the pod asked for (MemTotal is a little under it).
+        r = try ctd.ctr(["run", "--rm"] + runtime + ["--annotation", "io.cocoon.vm.memory_mib=640",
+                                                      ctd.image, "shim-sized", "sh", "-c", "grep MemTotal /proc/meminfo"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        let kib = r.1.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }.first ?? 0
+        #expect((560 * 1024...640 * 1024).contains(kib), "\(r.1)")
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-refused", "shim-sized"])
     }
 
     @Test func containersOfOnePodShareOneShimAndOneVM() throws {
@@ -196,5 +229,43 @@ struct ShimContainerdTests {
             if String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self) == cmdline { return pid }
         }
         return nil
+    }
+}
+
+/// containerd's CRI plugin (what the kubelet talks to) with a `cocoon` runtime handler, driven by the
+/// project's own CRI client: a pod of two containers, both in the pod's one VM.
+@Suite(.serialized, .enabled(if: ShimEnvironment.criSkipReason == nil, Comment(rawValue: ShimEnvironment.criSkipReason ?? "")))
+struct ShimCRITests {
+    @Test func aPodOfTwoContainersRunsInOneVMThroughCRI() throws {
+        let ctd = try ShimEnvironment.containerd(cri: true)
+        defer { ctd.stop() }
+        let logs = ctd.directory + "/pod-logs"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        let r = try PrivateContainerd.shell(["-c", PrivateContainerd.quote([
+            "/usr/bin/python3", ShimEnvironment.criClient, "--socket", ctd.socket, "--handler", "cocoon",
+            "--image", ctd.image, "--logs", logs])], timeout: 300)
+        let log = ((try? String(contentsOfFile: ctd.logPath, encoding: .utf8)) ?? "").suffix(4000)
+        #expect(r.0 == 0, "\(r.1)\ncontainerd log:\n\(log)")
+        guard let start = r.1.firstIndex(of: "{"),
+              let json = try? JSONSerialization.jsonObject(with: Data(r.1[start...].utf8)) as? [String: Any] else {
+            Issue.record("no JSON from the CRI client: \(r.1)")
+            return
+        }
+        let pod = json["pod"] as? String ?? ""
+        let texts = json["logs"] as? [String: String] ?? [:]
+        #expect(texts["app1"]?.contains("hello from app1") == true, "\(texts)")
+        #expect(texts["app2"]?.contains("hello from app2") == true, "\(texts)")
+        func line(_ name: String, _ prefix: String) -> String? {
+            texts[name]?.split(separator: "\n").first { $0.hasPrefix(prefix) }.map(String.init)
+        }
+        // One VM: the same kernel boot; one pod: the same IPC namespace.
+        #expect(line("app1", "boot ") != nil && line("app1", "boot ") == line("app2", "boot "), "\(texts)")
+        #expect(line("app1", "ipc ") != nil && line("app1", "ipc ") == line("app2", "ipc "), "\(texts)")
+        #expect((json["running"] as? [String: String])?.values.allSatisfy { $0 == "CONTAINER_RUNNING" } == true, "\(json)")
+        let stopped = json["stopped"] as? [String: [String: Any]] ?? [:]
+        #expect(stopped.count == 2 && stopped.values.allSatisfy { $0["state"] as? String == "CONTAINER_EXITED" }, "\(stopped)")
+        #expect((json["steps"] as? [String])?.last == "StopPodSandbox, RemovePodSandbox", "\(json)")
+        print("CRI client: \(r.1)")
+        ShimEnvironment.expectNothingLeft(ctd, groups: [pod], namespace: "k8s.io")
     }
 }

@@ -27,7 +27,13 @@ public final class PrivateContainerd: @unchecked Sendable {
     }
 
     /// Starts containerd and imports the offline busybox image (tests/fixtures/make-busybox-image.sh).
-    public init(repository: String, environment: [String: String] = [:], configExtra: String = "") throws {
+    /// The pause image a CRI-enabled containerd uses for pod sandboxes (busybox sleeping).
+    public let pauseImage = "docker.io/library/busybox:cocoon-pause"
+
+    /// With `criRuntimes` (handler name -> runtime_type), containerd's CRI plugin is enabled with
+    /// those runtime handlers, no CNI plugins (pods use the host network) and the busybox pause
+    /// image, and the images are imported into the "k8s.io" namespace as well.
+    public init(repository: String, environment: [String: String] = [:], criRuntimes: [String: String] = [:]) throws {
         directory = "/tmp/cocoon-ctd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         socket = directory + "/containerd.sock"
         configPath = directory + "/config.toml"
@@ -37,13 +43,25 @@ public final class PrivateContainerd: @unchecked Sendable {
             version = 2
             root = "\(directory)/root"
             state = "\(directory)/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
+            \(criRuntimes.isEmpty ? "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]" : "")
             [grpc]
               address = "\(socket)"
             [ttrpc]
               address = "\(socket).ttrpc"
-            \(configExtra)
-            """
+            """ + (criRuntimes.isEmpty ? "" : """
+
+            [plugins."io.containerd.grpc.v1.cri"]
+              sandbox_image = "\(pauseImage)"
+              [plugins."io.containerd.grpc.v1.cri".cni]
+                bin_dir = "\(directory)/cni/bin"
+                conf_dir = "\(directory)/cni/conf"
+              [plugins."io.containerd.grpc.v1.cri".containerd]
+                default_runtime_name = "\(criRuntimes.keys.sorted().first ?? "")"
+            """ + criRuntimes.sorted { $0.key < $1.key }.map { name, type in """
+
+                [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.\(name)]
+                  runtime_type = "\(type)"
+            """ }.joined())
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         FileManager.default.createFile(atPath: logPath, contents: nil)
         try start()
@@ -51,6 +69,15 @@ public final class PrivateContainerd: @unchecked Sendable {
         let (status, out) = try Self.shell([repository + "/tests/fixtures/make-busybox-image.sh", image])
         guard status == 0 else { stop(); throw Failure("make-busybox-image: \(out)") }
         guard try ctr(["images", "import", image]).0 == 0 else { stop(); throw Failure("ctr images import failed") }
+        if !criRuntimes.isEmpty {
+            let pause = directory + "/pause.tar"
+            let (status, out) = try Self.shell([repository + "/tests/fixtures/make-busybox-image.sh", pause, pauseImage, "sleep", "86400"])
+            guard status == 0 else { stop(); throw Failure("make-busybox-image: \(out)") }
+            for tar in [image, pause] {
+                let (status, out) = try ctr(["-n", "k8s.io", "images", "import", tar])
+                guard status == 0 else { stop(); throw Failure("ctr -n k8s.io images import: \(out)") }
+            }
+        }
     }
 
     public var logPath: String { directory + "/containerd.log" }

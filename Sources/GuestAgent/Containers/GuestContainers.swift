@@ -216,8 +216,16 @@ final class GuestContainers: @unchecked Sendable {
             guard let path = ns.path else { namespaces.append(ns); continue }
             // The host's network namespace is not the guest's: the container uses the VM's network.
             if ns.type == .network { continue }
+            // A pod's containers share the sandbox container's ipc, uts and pid namespaces: CRI names
+            // them /proc/<its pid>/ns/<type>, with the pid this agent reported. Only the namespaces of
+            // containers this agent runs may be joined, never the agent's own.
+            if let joined = podNamespacePath(path, type: ns.type) {
+                namespaces.append(OCI.Namespace(type: ns.type, path: joined))
+                continue
+            }
             throw GuestAgentError(.invalidArgument,
-                "\(file): linux.namespaces[\(i)].path: joining a \(ns.type.rawValue) namespace by path (\(path)) is not supported in a VM yet")
+                "\(file): linux.namespaces[\(i)].path: \(path) is not a namespace of a container in this VM; "
+                + "a \(ns.type.rawValue) namespace can be joined by path only as /proc/<pid of a container in this pod>/ns/<type> (ipc, uts, pid)")
         }
         spec.linux?.namespaces = namespaces
         do throws(OCIError) {
@@ -226,6 +234,17 @@ final class GuestContainers: @unchecked Sendable {
             throw GuestAgentError(error.code, error.message)
         }
         return spec
+    }
+
+    /// `path` when it is /proc/<init pid of a running container here>/ns/<the name for type>.
+    func podNamespacePath(_ path: String, type: NamespaceType) -> String? {
+        let names: [NamespaceType: String] = [.ipc: "ipc", .uts: "uts", .pid: "pid"]
+        guard let name = names[type] else { return nil }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "proc", parts[3] == "ns", parts[4] == name,
+              let pid = Int32(parts[2]), pid > 1 else { return nil }
+        let owned = lock.withLock { containers.values.contains { $0.initProcess.pid == pid && $0.initProcess.exited == nil } }
+        return owned ? "/proc/\(pid)/ns/\(name)" : nil
     }
 
     // MARK: Lifecycle
