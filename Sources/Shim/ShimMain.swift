@@ -60,21 +60,28 @@ public enum ShimMain {
         let group = ShimAddress.group(containerID: flags.id, annotations: annotations)
         let address = ShimAddress.socketAddress(containerdAddress: flags.address, namespace: flags.namespace, group: group)
         let path = ShimAddress.path(of: address)
+        do throws(SystemError) { try Files.makeDirectories(ShimAddress.socketDirectory, mode: 0o711) } catch {
+            throw ShimError(.internal, "cannot create \(ShimAddress.socketDirectory): \(error.message)")
+        }
+        // Two containers of a pod may start at once: one finds the socket or makes it, never both.
+        // One lock for all of cocoon's starts (held for milliseconds, released with this process),
+        // so that no per-pod lock file is left behind.
+        let lockPath = ShimAddress.socketDirectory + "/cocoon-start.lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0, flock(lock, LOCK_EX) == 0 else {
+            throw ShimError(.internal, "cannot lock \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        defer { close(lock) }
         // Another container of the pod started the shim already: join it.
         if canConnect(path) {
             try publish(address, bundle: bundle)
             return
         }
-        do throws(SystemError) { try Files.makeDirectories(ShimAddress.socketDirectory, mode: 0o711) } catch {
-            throw ShimError(.internal, "cannot create \(ShimAddress.socketDirectory): \(error.message)")
-        }
-        unlink(path)  // a dead shim's socket
         let listener: FileDescriptor
-        do throws(SystemError) { listener = try StreamSocket.listenUnix(path: path) } catch {
-            if error.errno == EADDRINUSE && canConnect(path) {
-                try publish(address, bundle: bundle)
-                return
-            }
+        do throws(SystemError) {
+            // Replaces a dead shim's socket; created 0600, so only root reaches the Task API.
+            listener = try StreamSocket.listenUnix(path: path)
+        } catch {
             throw ShimError(.internal, "cannot listen on \(path): \(error.message)")
         }
         defer { listener.close() }

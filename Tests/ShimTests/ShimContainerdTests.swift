@@ -143,6 +143,31 @@ struct ShimContainerdTests {
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-task"])
     }
 
+    @Test func outputToAFileAndToABinaryLoggingDriver() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        let file = ctd.directory + "/logs/file.log"
+        var r = try ctd.ctr(["run", "--rm"] + runtime + ["--log-uri", "file://" + file, ctd.image, "shim-file",
+                                                          "sh", "-c", "echo to-file; echo err-to-file >&2"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        let logged = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+        #expect(logged.contains("to-file") && logged.contains("err-to-file"), "\(logged)")
+        // containerd's binary protocol: stdout on fd 3, stderr on fd 4, ready when fd 5 closes; the
+        // query becomes arguments.
+        let driver = ctd.directory + "/log-driver"
+        let out = ctd.directory + "/driver.out"
+        try "#!/bin/sh\nexec 5>&-\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID $1=$2\" > \"$2\"\ncat <&3 >> \"$2\"\ncat <&4 >> \"$2\"\n"
+            .write(toFile: driver, atomically: true, encoding: .utf8)
+        chmod(driver, 0o755)
+        r = try ctd.ctr(["run", "--rm"] + runtime + ["--log-uri", "binary://\(driver)?out=\(out)", ctd.image, "shim-binary",
+                                                      "sh", "-c", "echo to-driver; echo err-to-driver >&2"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        let driven = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(driven.contains("default/shim-binary out=\(out)") && driven.contains("to-driver") && driven.contains("err-to-driver"),
+                "\(driven)")
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-file", "shim-binary"])
+    }
+
     @Test func vmAnnotationsWorkOnlyWhereTheConfigurationAllowsThem() throws {
         let ctd = try ShimEnvironment.containerd()
         defer { ctd.stop() }
