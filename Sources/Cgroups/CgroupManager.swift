@@ -27,6 +27,8 @@ public struct CgroupStats: Sendable, Equatable, Codable {
     public var cpuUsageNanoseconds: UInt64?
     public var pidsCurrent: UInt64?
     public var pidsLimit: UInt64?
+    /// Processes the OOM killer killed in this cgroup (memory.events, or memory.oom_control on v1).
+    public var oomKills: UInt64?
 }
 
 /// One container's cgroup: created, limited from `linux.resources`, joined by the init process,
@@ -230,6 +232,11 @@ public struct CgroupManager: Sendable {
             guard let dir, let text = try? Files.readString(dir + "/" + file) else { return nil }
             return UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
+        func counter(_ dir: String?, _ file: String, _ name: String) -> UInt64? {
+            guard let dir, let text = try? Files.readString(dir + "/" + file) else { return nil }
+            let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            return line.flatMap { UInt64($0.split(separator: " ").last ?? "") }
+        }
         var s = CgroupStats()
         switch mode {
         case .unified:
@@ -238,6 +245,7 @@ public struct CgroupManager: Sendable {
             s.memoryLimitBytes = number(dir, "memory.max")
             s.pidsCurrent = number(dir, "pids.current")
             s.pidsLimit = number(dir, "pids.max")
+            s.oomKills = counter(dir, "memory.events", "oom_kill")
             let cpu = (try? Files.readString(dir + "/cpu.stat")) ?? ""
             if let line = cpu.split(separator: "\n").first(where: { $0.hasPrefix("usage_usec ") }),
                let usec = UInt64(line.split(separator: " ")[1]) {
@@ -249,6 +257,7 @@ public struct CgroupManager: Sendable {
             s.pidsCurrent = number(directory("pids"), "pids.current")
             s.pidsLimit = number(directory("pids"), "pids.max")
             s.cpuUsageNanoseconds = number(directory("cpuacct"), "cpuacct.usage")
+            s.oomKills = counter(directory("memory"), "memory.oom_control", "oom_kill")
         }
         return s
     }

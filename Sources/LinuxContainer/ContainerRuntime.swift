@@ -361,9 +361,11 @@ public struct ContainerRuntime: Sendable {
         do throws(CgroupError) { try cg.apply(resources) } catch { throw LinuxContainerError(error.code, step: "update \(id)", error.message) }
     }
 
-    public func stats(_ id: String) throws(LinuxContainerError) -> CgroupStats {
+    /// runc refuses stats of a stopped container; `ofStopped` reads what its cgroup still holds
+    /// until deletion (the OOM-kill count after an exit, for the agent).
+    public func stats(_ id: String, ofStopped: Bool = false) throws(LinuxContainerError) -> CgroupStats {
         let record = try store.load(id)
-        guard isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) is not running") }
+        guard ofStopped || isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) is not running") }
         return try cgroup(record).stats()
     }
 

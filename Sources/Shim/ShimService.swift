@@ -225,6 +225,7 @@ public final class ShimService: @unchecked Sendable {
                 status = 255
             }
             sandbox.releaseProcess(containerID: process.containerID, execID: process.execID)
+            reportOOM(process.containerID, in: sandbox)
             process.startLock.lock()
             defer { process.startLock.unlock() }
             let io = state.withLock { () -> ProcessIO? in
@@ -249,6 +250,21 @@ public final class ShimService: @unchecked Sendable {
         }
         do throws(SystemError) { try startDetachedThread(body) } catch {
             logger.error("cannot watch process \(process.containerID) \(process.execID): \(error.message)")
+        }
+    }
+
+    /// The guest kernel counts OOM kills per cgroup; a count that grew since the last look means the
+    /// OOM killer struck in this container, which containerd (and the kubelet's OOMKilled) learns
+    /// from a TaskOOM event ahead of the exit.
+    private func reportOOM(_ containerID: String, in sandbox: Sandbox) {
+        guard let kills = try? sandbox.agent.stats(containerID, timeout: 10).oomKills,
+              let container = state.withLock({ containers[containerID] }) else { return }
+        let grew = state.withLock { () -> Bool in
+            defer { container.oomKills = max(container.oomKills, kills) }
+            return kills > container.oomKills
+        }
+        if grew {
+            events.publish(EventTopic.taskOOM, Containerd_Events_TaskOOM.with { $0.containerID = containerID })
         }
     }
 
@@ -457,6 +473,7 @@ public final class ShimService: @unchecked Sendable {
                 $0.usage = s.memoryUsageBytes
                 $0.usageLimit = s.memoryLimitBytes
             }
+            $0.memoryEvents = .with { $0.oomKill = s.oomKills }
         }
         do {
             return .with { $0.stats = (try? TypeURL.pack(metrics)) ?? Google_Protobuf_Any() }

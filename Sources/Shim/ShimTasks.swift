@@ -46,6 +46,8 @@ final class ShimContainer: @unchecked Sendable {
     let initProcess: ShimProcess
     var execs: [String: ShimProcess] = [:]
     var paused = false
+    /// The guest's OOM-kill count for the container when last looked at (an increase is a TaskOOM).
+    var oomKills: UInt64 = 0
 
     init(id: String, bundle: String, mountedRootfs: String?, initProcess: ShimProcess) {
         self.id = id

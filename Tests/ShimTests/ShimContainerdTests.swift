@@ -168,6 +168,38 @@ struct ShimContainerdTests {
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-file", "shim-binary"])
     }
 
+    @Test func anOOMKillIsReportedToContainerd() throws {
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        // `ctr events` prints every event containerd receives, the shim's forwarded ones included.
+        let eventsLog = ctd.directory + "/events.log"
+        let events = Foundation.Process()
+        events.executableURL = URL(fileURLWithPath: "/usr/bin/ctr")
+        events.arguments = ["-a", ctd.socket, "events"]
+        FileManager.default.createFile(atPath: eventsLog, contents: nil)
+        events.standardOutput = FileHandle(forWritingAtPath: eventsLog)
+        try events.run()
+        defer {
+            events.terminate()
+            events.waitUntilExit()
+        }
+        let r = try ctd.ctr(["run", "--rm", "--memory-limit", "\(32 << 20)"] + runtime + [ctd.image, "shim-oom", "sh", "-c",
+                              "awk 'BEGIN { s = \"0123456789abcdef\"; while (1) s = s s }'; echo awk=$?"], timeout: 120)
+        #expect(r.1.contains("awk=137"), "the OOM killer ended awk: \(r.1)")
+        let seen = ShimEnvironment.waitFor("events", timeout: 10) {
+            let text = (try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? ""
+            return text.contains("/tasks/delete") && text.contains("shim-oom")
+        }
+        let text = (try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? ""
+        #expect(seen, "\(text)")
+        let topics = text.split(separator: "\n").filter { $0.contains("shim-oom") }.compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("/tasks/") }.map(String.init)
+        }
+        // In order, as containerd's own shims send them.
+        #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit", "/tasks/delete"], "\(text)")
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-oom"])
+    }
+
     @Test func vmAnnotationsWorkOnlyWhereTheConfigurationAllowsThem() throws {
         let ctd = try ShimEnvironment.containerd()
         defer { ctd.stop() }

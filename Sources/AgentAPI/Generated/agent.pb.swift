@@ -209,6 +209,9 @@ public nonisolated struct Cocoon_Agent_V1_StatsResponse: Sendable {
 
   public var pidsLimit: UInt64 = 0
 
+  /// How many times the kernel's OOM killer killed a process of the container (memory.events oom_kill).
+  public var oomKills: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -777,7 +780,7 @@ nonisolated extension Cocoon_Agent_V1_UpdateContainerRequest: SwiftProtobuf.Mess
 
 nonisolated extension Cocoon_Agent_V1_StatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_usage_bytes\0\u{3}memory_limit_bytes\0\u{3}cpu_usage_nanoseconds\0\u{3}pids_current\0\u{3}pids_limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_usage_bytes\0\u{3}memory_limit_bytes\0\u{3}cpu_usage_nanoseconds\0\u{3}pids_current\0\u{3}pids_limit\0\u{3}oom_kills\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -790,6 +793,7 @@ nonisolated extension Cocoon_Agent_V1_StatsResponse: SwiftProtobuf.Message, Swif
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.cpuUsageNanoseconds) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.pidsCurrent) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.pidsLimit) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.oomKills) }()
       default: break
       }
     }
@@ -811,6 +815,9 @@ nonisolated extension Cocoon_Agent_V1_StatsResponse: SwiftProtobuf.Message, Swif
     if self.pidsLimit != 0 {
       try visitor.visitSingularUInt64Field(value: self.pidsLimit, fieldNumber: 5)
     }
+    if self.oomKills != 0 {
+      try visitor.visitSingularUInt64Field(value: self.oomKills, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -820,6 +827,7 @@ nonisolated extension Cocoon_Agent_V1_StatsResponse: SwiftProtobuf.Message, Swif
     if lhs.cpuUsageNanoseconds != rhs.cpuUsageNanoseconds {return false}
     if lhs.pidsCurrent != rhs.pidsCurrent {return false}
     if lhs.pidsLimit != rhs.pidsLimit {return false}
+    if lhs.oomKills != rhs.oomKills {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -71,13 +71,14 @@ extension AgentService {
             return Cocoon_Agent_V1_Empty()
         }
         s.unary("Stats") { (_, r: Cocoon_Agent_V1_ContainerRequest) -> Cocoon_Agent_V1_StatsResponse in
-            let stats = try containers.withRuntime(r.containerID) { (rt) throws(LinuxContainerError) in try rt.stats(r.containerID) }
+            let stats = try containers.withRuntime(r.containerID) { (rt) throws(LinuxContainerError) in try rt.stats(r.containerID, ofStopped: true) }
             return .with {
                 $0.memoryUsageBytes = stats.memoryUsageBytes ?? 0
                 $0.memoryLimitBytes = stats.memoryLimitBytes ?? 0
                 $0.cpuUsageNanoseconds = stats.cpuUsageNanoseconds ?? 0
                 $0.pidsCurrent = stats.pidsCurrent ?? 0
                 $0.pidsLimit = stats.pidsLimit ?? 0
+                $0.oomKills = stats.oomKills ?? 0
             }
         }
         s.unary("ListProcesses") { (_, r: Cocoon_Agent_V1_ContainerRequest) -> Cocoon_Agent_V1_ListProcessesResponse in
