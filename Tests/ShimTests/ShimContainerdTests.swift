@@ -105,12 +105,15 @@ struct ShimContainerdTests {
     @Test func ctrRunWithATerminal() throws {
         let ctd = try ShimEnvironment.containerd()
         defer { ctd.stop() }
-        // ctr -t needs a real terminal: it runs under script(1).
-        let command = "/usr/bin/ctr -a \(ctd.socket) run --rm -t --runtime \(ShimEnvironment.runtime) \(ctd.image) shim-tty sh"
-        let r = try PrivateContainerd.shell(["-c", "(sleep 8; printf 'tty; echo in-tty-$((6*7)); exit 9\\r') | script -qec '\(command)' /dev/null"],
+        // ctr -t needs a real terminal: it runs under script(1), whose terminal is made 30x100 first;
+        // ctr passes that size on (ResizePty) and the container's terminal has it.
+        let command = "stty rows 30 cols 100; /usr/bin/ctr -a \(ctd.socket) run --rm -t --runtime \(ShimEnvironment.runtime) \(ctd.image) shim-tty sh"
+        let typed = "tty; stty size; echo in-tty-$((6*7)); exit 9"
+        let r = try PrivateContainerd.shell(["-c", "(sleep 8; printf '\(typed)\\r') | script -qec '\(command)' /dev/null"],
                                             timeout: 120)
         #expect(r.0 == 9, "\(r.1)")
         #expect(r.1.contains("/dev/pts/0"))
+        #expect(r.1.contains("30 100"), "the terminal size reached the container: \(r.1)")
         #expect(r.1.contains("in-tty-42"))
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-tty"])
     }
@@ -127,6 +130,10 @@ struct ShimContainerdTests {
         r = try ctd.ctr(["task", "exec", "--exec-id", "e1", "shim-task", "sh", "-c", "echo exec-in-$(hostname); exit 4"])
         #expect(r.0 == 4, "\(r.1)")
         #expect(r.1.contains("exec-in-shim-task"))
+        // stdin from a pipe: ctr copies it into the FIFO, then closes it with CloseIO; cat sees the end.
+        r = try PrivateContainerd.shell(["-c", "echo piped-stdin | " + PrivateContainerd.quote(
+            ["/usr/bin/ctr", "-a", ctd.socket, "task", "exec", "--exec-id", "in", "shim-task", "sh", "-c", "cat; echo cat-done"])], timeout: 60)
+        #expect(r.0 == 0 && r.1.contains("piped-stdin") && r.1.contains("cat-done"), "\(r.1)")
         r = try ctd.ctr(["task", "metrics", "shim-task"])
         #expect(r.0 == 0 && r.1.contains("memory.usage") && r.1.contains("pids.current"), "\(r.1)")
         #expect(try ctd.ctr(["task", "pause", "shim-task"]).0 == 0)
