@@ -68,10 +68,16 @@ public enum ShimMain {
         // so that no per-pod lock file is left behind.
         let lockPath = ShimAddress.socketDirectory + "/cocoon-start.lock"
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0, flock(lock, LOCK_EX) == 0 else {
-            throw ShimError(.internal, "cannot lock \(lockPath): \(String(cString: strerror(errno)))")
-        }
+        guard lock >= 0 else { throw ShimError(.internal, "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
         defer { close(lock) }
+        // Held for milliseconds by whoever has it; a start stuck for 10 s is reported, not waited for.
+        let deadline = Deadline.after(seconds: 10)
+        while flock(lock, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, !deadline.hasPassed else {
+                throw ShimError(.deadlineExceeded, "cannot lock \(lockPath) within 10 s: another shim start holds it")
+            }
+            sleep(seconds: 0.01)
+        }
         // Another container of the pod started the shim already: join it.
         if canConnect(path) {
             try publish(address, bundle: bundle)
