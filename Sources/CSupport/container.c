@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -46,6 +47,24 @@ int cocoon_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0
 int cocoon_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 int cocoon_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 int cocoon_sethostname(const char *name) { return sethostname(name, strlen(name)); }
+
+// A new network namespace starts with its loopback down; runc brings it up, and so do we.
+int cocoon_loopback_up(void) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (rc == 0 && !(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
 int cocoon_setdomainname(const char *name) { return setdomainname(name, strlen(name)); }
 int cocoon_setgroups(const uint32_t *gids, int n) { return setgroups((size_t)n, (const gid_t *)gids); }
 

@@ -39,6 +39,11 @@ public enum GuestInit {
         }
         symlink("/proc/self/fd", "/dev/fd")
         symlink("pts/ptmx", "/dev/ptmx")
+        // Containers without a network namespace of their own (a pod's host-network containers)
+        // share the guest's, whose loopback the kernel leaves down.
+        if cocoon_loopback_up() != 0 {
+            logger.error("cannot set the guest's loopback up", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        }
     }
 
     /// pivot_root refuses to move away from the initramfs's rootfs (it has no parent mount), so a

@@ -105,6 +105,9 @@ public enum InitProcess {
         // createContainer hooks: in the container's namespaces, before pivot_root.
         try HookRunner.run(hooks?.createContainer, kind: "createContainer", state: config.hookState(.creating, pid: getpid()))
         if config.newMountNamespace { try rootfs.finish() }
+        if spec.linux?.namespaces?.contains(where: { $0.type == .network && $0.path == nil }) == true {
+            try check("set the loopback interface up", cocoon_loopback_up())
+        }
         if let hostname = spec.hostname { try check("sethostname \(hostname)", cocoon_sethostname(hostname)) }
         if let domain = spec.domainname { try check("setdomainname \(domain)", cocoon_setdomainname(domain)) }
         for (key, value) in (spec.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {

@@ -157,6 +157,19 @@ import Testing
         #expect(leftovers(app).isEmpty && leftovers(sandbox).isEmpty)
     }
 
+    /// A new network namespace gets its loopback up, as runc leaves it.
+    @Test(.enabled(if: ready)) func aNewNetworkNamespaceHasLoopbackUp() throws {
+        let agent = try Agent(logger: logger)
+        defer { agent.stop() }
+        let id = "agent-lo-\(getpid())"
+        let io = try create(agent, id, ["ip", "-o", "link", "show", "lo"])
+        try agent.client.startContainer(id, timeout: 30)
+        #expect(try agent.client.wait(id, timeout: 30) == 0)
+        let out = try readAll(io.stdout)
+        #expect(out.contains("LOOPBACK,UP"), "\(out)")
+        try agent.client.removeContainer(id, force: false, timeout: 30)
+    }
+
     @Test(.enabled(if: ready)) func signalExecAndProcessList() throws {
         let agent = try Agent(logger: logger)
         defer { agent.stop() }

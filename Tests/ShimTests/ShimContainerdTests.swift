@@ -8,6 +8,8 @@ import TestSupport
 /// (state under /run/cocoon-test-shim), so that everything the shim leaves behind is attributable.
 struct ShimEnvironment {
     static let stateRoot = "/run/cocoon-test-shim"
+    /// The CRI suite runs alongside the ctr suite: a root of its own keeps their leak checks apart.
+    static let criStateRoot = "/run/cocoon-test-cri"
     static let runtime = "io.containerd.cocoon.v2"
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static var shim: String? { BuiltProducts.path(of: "containerd-shim-cocoon-v2") }
@@ -34,7 +36,7 @@ struct ShimEnvironment {
             # memory_mib may be set by a pod, vcpus may not (vmAnnotations... checks both).
             enable_annotations = ["memory_mib"]
             [runtime]
-            root = "\(stateRoot)"
+            root = "\(cri ? criStateRoot : stateRoot)"
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let shimDirectory = URL(fileURLWithPath: try #require(shim)).deletingLastPathComponent().path
         let path = shimDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -42,17 +44,19 @@ struct ShimEnvironment {
                                      criRuntimes: cri ? ["cocoon": runtime] : [:])
     }
 
-    static func qemus() -> [String] { PrivateContainerd.processes(named: "qemu-system", mentioning: stateRoot) }
-    static func virtiofsds() -> [String] { PrivateContainerd.processes(named: "virtiofsd", mentioning: stateRoot) }
+    static func qemus(_ root: String = stateRoot) -> [String] { PrivateContainerd.processes(named: "qemu-system", mentioning: root) }
+    static func virtiofsds(_ root: String = stateRoot) -> [String] { PrivateContainerd.processes(named: "virtiofsd", mentioning: root) }
 
     /// Nothing of the pod is left: no shim, QEMU, virtiofsd, run directory, mount or shim socket.
     static func expectNothingLeft(_ ctd: PrivateContainerd, groups: [String], namespace: String = "default",
-                                  sourceLocation: SourceLocation = #_sourceLocation) {
+                                  stateRoot: String = stateRoot, sourceLocation: SourceLocation = #_sourceLocation) {
         let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline && !(ctd.leftoverShims().isEmpty && qemus().isEmpty && virtiofsds().isEmpty) { usleep(50000) }
+        while Date() < deadline && !(ctd.leftoverShims().isEmpty && qemus(stateRoot).isEmpty && virtiofsds(stateRoot).isEmpty) {
+            usleep(50000)
+        }
         #expect(ctd.leftoverShims().isEmpty, "shims left: \(ctd.leftoverShims())", sourceLocation: sourceLocation)
-        #expect(qemus().isEmpty, "QEMU left: \(qemus())", sourceLocation: sourceLocation)
-        #expect(virtiofsds().isEmpty, "virtiofsd left: \(virtiofsds())", sourceLocation: sourceLocation)
+        #expect(qemus(stateRoot).isEmpty, "QEMU left: \(qemus(stateRoot))", sourceLocation: sourceLocation)
+        #expect(virtiofsds(stateRoot).isEmpty, "virtiofsd left: \(virtiofsds(stateRoot))", sourceLocation: sourceLocation)
         let sandboxes = (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []
         #expect(sandboxes.isEmpty, "sandbox run directories left: \(sandboxes)", sourceLocation: sourceLocation)
         let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
@@ -134,7 +138,11 @@ struct ShimContainerdTests {
         r = try PrivateContainerd.shell(["-c", "echo piped-stdin | " + PrivateContainerd.quote(
             ["/usr/bin/ctr", "-a", ctd.socket, "task", "exec", "--exec-id", "in", "shim-task", "sh", "-c", "cat; echo cat-done"])], timeout: 60)
         #expect(r.0 == 0 && r.1.contains("piped-stdin") && r.1.contains("cat-done"), "\(r.1)")
+        // A network namespace of its own, with loopback up (as runc leaves it).
+        r = try ctd.ctr(["task", "exec", "--exec-id", "lo", "shim-task", "ip", "-o", "link", "show", "lo"])
+        #expect(r.0 == 0 && r.1.contains("LOOPBACK,UP"), "\(r.1)")
         r = try ctd.ctr(["task", "metrics", "shim-task"])
+
         #expect(r.0 == 0 && r.1.contains("memory.usage") && r.1.contains("pids.current"), "\(r.1)")
         #expect(try ctd.ctr(["task", "pause", "shim-task"]).0 == 0)
         #expect(try ctd.ctr(["task", "ls"]).1.contains("PAUSED"))
@@ -330,6 +338,6 @@ struct ShimCRITests {
         #expect(stopped.count == 2 && stopped.values.allSatisfy { $0["state"] as? String == "CONTAINER_EXITED" }, "\(stopped)")
         #expect((json["steps"] as? [String])?.last == "StopPodSandbox, RemovePodSandbox", "\(json)")
         print("CRI client: \(r.1)")
-        ShimEnvironment.expectNothingLeft(ctd, groups: [pod], namespace: "k8s.io")
+        ShimEnvironment.expectNothingLeft(ctd, groups: [pod], namespace: "k8s.io", stateRoot: ShimEnvironment.criStateRoot)
     }
 }

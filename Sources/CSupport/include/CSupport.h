@@ -66,6 +66,8 @@ int cocoon_set_no_new_privs(void);
 int cocoon_set_child_subreaper(void);
 int cocoon_set_pdeathsig(int sig);
 int cocoon_sethostname(const char *name);
+/// Sets the loopback interface of the current network namespace up.
+int cocoon_loopback_up(void);
 int cocoon_setdomainname(const char *name);
 int cocoon_setgroups(const uint32_t *gids, int n);
 int cocoon_setresuid(uint32_t uid);
