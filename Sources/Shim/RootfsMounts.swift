@@ -16,7 +16,7 @@ enum RootfsMounts {
             if bindReadOnly { flags &= ~UInt(MS_RDONLY) }
             let data = options.dataString
             let type = m.type.isEmpty || options.isBind ? "none" : m.type
-            let rc = data.withOptionalCString { Glibc.mount(m.source, target, type, flags, $0) }
+            let rc = Glibc.mount(m.source, target, type, flags, data)
             guard rc == 0 else {
                 let e = errno
                 for t in done.reversed() { umount2(t, Int32(MNT_DETACH)) }
@@ -35,15 +35,6 @@ enum RootfsMounts {
     static func unmount(_ target: String) {
         for _ in 0..<16 {
             if umount2(target, Int32(MNT_DETACH) | Int32(UMOUNT_NOFOLLOW)) != 0 { return }
-        }
-    }
-}
-
-extension Optional where Wrapped == String {
-    func withOptionalCString<R>(_ body: (UnsafePointer<CChar>?) -> R) -> R {
-        switch self {
-        case .some(let s): s.withCString { body($0) }
-        case .none: body(nil)
         }
     }
 }

@@ -476,7 +476,10 @@ public final class ShimService: @unchecked Sendable {
             $0.memoryEvents = .with { $0.oomKill = s.oomKills }
         }
         do {
-            return .with { $0.stats = (try? TypeURL.pack(metrics)) ?? Google_Protobuf_Any() }
+            let packed = try TypeURL.pack(metrics)
+            return .with { $0.stats = packed }
+        } catch {
+            throw ShimError(.internal, "the metrics of \(r.id) do not encode: \(error)")
         }
     }
 
