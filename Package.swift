@@ -39,6 +39,9 @@ let package = Package(
         ]),
         // The proxy's framing: many flow-controlled channels over one byte stream (vsock or virtio-serial).
         .target(name: "Mux", dependencies: ["SystemCalls", "StatusCodes", .product(name: "Logging", package: "swift-log")]),
+        // rtnetlink: links, addresses, routes, neighbours, tc redirects, taps; used by the host (pod
+        // network into the VM) and by the agent (the guest's side of it).
+        .target(name: "Netlink", dependencies: ["SystemCalls", "CSupport", "StatusCodes"]),
         // Spawning and supervising host child processes (QEMU, virtiofsd).
         .target(name: "Processes", dependencies: ["SystemCalls", "CSupport"]),
         // configuration.toml: loading, defaults, validation.
@@ -62,12 +65,14 @@ let package = Package(
         ]),
         // The agent's logic: PID 1 duties, channel discovery, request handling.
         .target(name: "GuestAgent", dependencies: [
-            "AgentAPI", "TTRPC", "Mux", "Sockets", "SystemCalls", "CSupport", "Processes", "LinuxContainer", "Cgroups", "OCI",
+            "AgentAPI", "TTRPC", "Mux", "Sockets", "SystemCalls", "CSupport", "Processes", "LinuxContainer", "Cgroups", "OCI", "Netlink",
             "StatusCodes", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Pod networking on the host: taps and tc redirects in the pod's network namespace.
+        .target(name: "PodNetwork", dependencies: ["Netlink", "SystemCalls", "StatusCodes", .product(name: "Logging", package: "swift-log")]),
         // The sandbox controller: boots the VM, owns the channel, tears everything down.
         .target(name: "Sandbox", dependencies: [
-            "Config", "Hypervisor", "AgentAPI", "Mux", "OCI", "Sockets", "Processes", "StatusCodes",
+            "Config", "Hypervisor", "AgentAPI", "Mux", "OCI", "Sockets", "Processes", "StatusCodes", "PodNetwork", "Netlink",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // containerd's shim, task, events and cgroup-metrics messages, generated from its own protos.
@@ -105,7 +110,7 @@ let package = Package(
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [
-            "AgentAPI", "GuestAgent", "Mux", "TTRPC", "OCI", "Sockets", "SystemCalls", "TestSupport",
+            "AgentAPI", "GuestAgent", "Mux", "TTRPC", "OCI", "Sockets", "SystemCalls", "TestSupport", "Netlink",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -116,6 +121,7 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
         .testTarget(name: "MuxTests", dependencies: ["Mux", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ShimTests", dependencies: [
             "Shim", "ContainerdAPI", "TTRPC", "Sockets", "SystemCalls", "TestSupport", "containerd-shim-cocoon-v2",

@@ -22,6 +22,8 @@ packages=(
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
   # the project's CRI test client (tests/peers/cri-client), run with Debian's python3
   python3-grpcio python3-protobuf
+  # pod networking: CNI plugins (bridge, host-local) for the CRI test, iperf3 for make bench-net
+  containernetworking-plugins iperf3
 )
 
 missing=()

@@ -69,6 +69,11 @@ public final class AgentClient: @unchecked Sendable {
         _ = try call("Shutdown", Cocoon_Agent_V1_ShutdownRequest(), returning: Cocoon_Agent_V1_Empty.self, timeout: timeout)
     }
 
+    /// Gives the guest the pod's interfaces (already attached as virtio-net devices), routes and neighbours.
+    public func configureNetwork(_ r: Cocoon_Agent_V1_ConfigureNetworkRequest, timeout: Double) throws(AgentAPIError) {
+        _ = try call("ConfigureNetwork", r, returning: Cocoon_Agent_V1_Empty.self, timeout: timeout)
+    }
+
     /// Sets the guest's wall clock (after a host suspend, or at boot when the guest has no RTC).
     public func setTime(unixNanoseconds: Int64, timeout: Double) throws(AgentAPIError) {
         _ = try call("SetTime", Cocoon_Agent_V1_SetTimeRequest.with { $0.unixNanoseconds = unixNanoseconds },

@@ -1,6 +1,7 @@
 import AgentAPI
 import Logging
 import Mux
+import Netlink
 import StatusCodes
 import SystemCalls
 import TTRPC
@@ -42,6 +43,21 @@ public final class AgentService: Sendable {
         registerContainerMethods(&s, mux: mux)
         s.unary("Health") { [self] (_, _: Cocoon_Agent_V1_HealthRequest) in health() }
         s.unary("GuestDetails") { [self] (_, _: Cocoon_Agent_V1_GuestDetailsRequest) in guestDetails() }
+        s.unary("ConfigureNetwork") { [self] (_, r: Cocoon_Agent_V1_ConfigureNetworkRequest) -> Cocoon_Agent_V1_Empty in
+            // A host-process agent must not reconfigure the host it runs on.
+            guard mode == .guest else {
+                throw GuestAgentError(.failedPrecondition, "ConfigureNetwork only changes a guest's network, not a host-process agent's")
+            }
+            let socket: RouteSocket
+            do throws(NetlinkError) {
+                socket = try RouteSocket.open()
+            } catch {
+                throw GuestAgentError(error.code, error.message)
+            }
+            defer { socket.close() }
+            try GuestNetwork.configure(r, socket: socket, logger: logger)
+            return Cocoon_Agent_V1_Empty()
+        }
         s.unary("SetTime") { [self] (_, r: Cocoon_Agent_V1_SetTimeRequest) in try setTime(r) }
         s.unary("Shutdown") { [onShutdown, logger, containers] (context, _: Cocoon_Agent_V1_ShutdownRequest) -> Cocoon_Agent_V1_Empty in
             logger.info("shutdown requested")

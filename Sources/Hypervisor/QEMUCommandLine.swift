@@ -1,6 +1,9 @@
 import AgentAPI
 /// Builds QEMU's arguments. Pure: no file system access, so it is tested exhaustively.
 public enum QEMUCommandLine {
+    /// QEMU's descriptors 0-2 are stdio; the taps follow.
+    public static let firstTapDescriptor = 3
+
     public static func arguments(for spec: VMSpec) -> [String] {
         let mmio = !spec.machine.usesPCI
         var machine = "\(spec.machine.rawValue),accel=\(spec.accelerator.rawValue),memory-backend=mem"
@@ -47,6 +50,13 @@ public enum QEMUCommandLine {
                     "-device", (mmio ? "virtio-9p-device" : "virtio-9p-pci") + ",fsdev=shared,mount_tag=\(shared.tag)",
                 ]
             }
+        }
+        for (n, nic) in spec.networkDevices.enumerated() {
+            // The tap was opened in the pod's network namespace; QEMU itself stays in the host's.
+            args += [
+                "-netdev", "tap,id=\(nic.id),fd=\(firstTapDescriptor + n),vhost=\(spec.vhostNet ? "on" : "off")",
+                "-device", (mmio ? "virtio-net-device" : "virtio-net-pci") + ",netdev=\(nic.id),mac=\(nic.mac),host_mtu=\(nic.mtu)",
+            ]
         }
         switch spec.channel {
         case .vsock(let cid):

@@ -54,6 +54,23 @@ public struct SharedDirectory: Sendable, Equatable {
     }
 }
 
+/// A virtio-net device backed by a tap the controller opened (in the pod's network namespace).
+public struct NetworkDevice: Sendable, Equatable {
+    public var id: String
+    /// "aa:bb:cc:dd:ee:ff": the pod interface's, so the guest's NIC answers to the same address.
+    public var mac: String
+    public var mtu: UInt32
+    /// The tap descriptor in the controller; QEMU receives it as descriptor 3 + the device's position.
+    public var tapDescriptor: Int32
+
+    public init(id: String, mac: String, mtu: UInt32, tapDescriptor: Int32) {
+        self.id = id
+        self.mac = mac
+        self.mtu = mtu
+        self.tapDescriptor = tapDescriptor
+    }
+}
+
 /// Everything needed to start one VM.
 public struct VMSpec: Sendable {
     public var qemuPath: String
@@ -74,6 +91,10 @@ public struct VMSpec: Sendable {
     public var verboseKernel: Bool
     /// The directory shared with the guest, if any.
     public var shared: SharedDirectory?
+    /// NICs, in order; none unless the sandbox has a network namespace to carry.
+    public var networkDevices: [NetworkDevice] = []
+    /// vhost-net for the NICs (the host has /dev/vhost-net and runs KVM).
+    public var vhostNet = false
 
     public init(qemuPath: String, kernelPath: String, initrdPath: String, machine: MachineType,
                 accelerator: Accelerator, memoryMiB: Int, vcpus: Int, extraKernelParameters: [String] = [],

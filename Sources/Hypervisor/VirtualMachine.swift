@@ -26,7 +26,7 @@ public final class VirtualMachine: @unchecked Sendable {
             let devNull = try FileDescriptor.open("/dev/null", O_RDONLY)
             let log = try FileDescriptor.open(qemuLogPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, mode: 0o600)
             var options = ChildProcess.Options()
-            options.fds = [devNull.rawValue, log.rawValue, log.rawValue]
+            options.fds = [devNull.rawValue, log.rawValue, log.rawValue] + spec.networkDevices.map(\.tapDescriptor)
             options.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
             process = try ChildProcess.spawn(spec.qemuPath, args, options: options)
         } catch {

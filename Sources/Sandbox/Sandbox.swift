@@ -3,6 +3,7 @@ import Config
 import Foundation
 import Hypervisor
 import Logging
+import PodNetwork
 import Processes
 import StatusCodes
 import SystemCalls
@@ -22,6 +23,8 @@ public final class Sandbox: @unchecked Sendable {
     /// The directory shared with the guest (container root filesystems), when the sandbox has one.
     public let shared: SharedDirectory?
     public let virtiofsd: VirtioFSDaemon?
+    /// The pod network carried into the VM, if any.
+    public let network: PodNetwork?
     private let connector: AgentConnector
     let logger: Logger
     let lock = NSLockLite()
@@ -42,6 +45,9 @@ public final class Sandbox: @unchecked Sendable {
         /// Overrides of hypervisor.memory_mib and hypervisor.vcpus (see VMSizing).
         public var memoryMiB: Int?
         public var vcpus: Int?
+        /// A network namespace (CNI's, or one named in config.json) whose interfaces the VM takes over;
+        /// nil: the VM has no NIC.
+        public var networkNamespace: String?
         public init() {}
     }
 
@@ -109,6 +115,7 @@ public final class Sandbox: @unchecked Sendable {
         var vm: VirtualMachine?
         var agent: AgentClient?
         var virtiofsd: VirtioFSDaemon?
+        var network: PodNetwork?
         do {
             connector = try AgentConnector(transport: transport)
             let watch = Stopwatch()
@@ -123,6 +130,13 @@ public final class Sandbox: @unchecked Sendable {
                                                          until: deadline, logger: logger)
                 }
                 vmSpec.shared = shared
+            }
+            if let path = options.networkNamespace {
+                network = try PodNetwork.attach(namespacePath: path, logger: logger)
+                vmSpec.networkDevices = network!.interfaces.enumerated().map { n, iface in
+                    NetworkDevice(id: "net\(n)", mac: iface.mac.description, mtu: iface.mtu, tapDescriptor: iface.tapDescriptor)
+                }
+                vmSpec.vhostNet = accel == .kvm && Files.exists("/dev/vhost-net")
             }
             vm = try VirtualMachine.launch(vmSpec, qemuLogPath: runDirectory + "/qemu.log", logger: logger)
             let fd = try connector!.connect(to: vm!, until: deadline)
@@ -160,6 +174,13 @@ public final class Sandbox: @unchecked Sendable {
                     throw SandboxError(error.code, "setting up the guest: \(error.message)", consoleTail: vm!.consoleTail())
                 }
             }
+            if let network {
+                do throws(AgentAPIError) {
+                    try agent!.configureNetwork(network.agentRequest(), timeout: max(deadline.remainingSeconds, 5))
+                } catch {
+                    throw SandboxError(error.code, "configuring the guest network: \(error.message)", consoleTail: vm!.consoleTail())
+                }
+            }
             let seconds = watch.elapsedSeconds
             logger.info("sandbox booted", metadata: [
                 "id": "\(id)", "seconds": "\(String(format: "%.3f", seconds))", "accel": "\(accel.rawValue)",
@@ -167,11 +188,12 @@ public final class Sandbox: @unchecked Sendable {
             ])
             return Sandbox(id: id, runDirectory: runDirectory, vm: vm!, agent: agent!, accelerator: accel,
                            bootSeconds: seconds, firstHealth: health, shared: vmSpec.shared, virtiofsd: virtiofsd,
-                           connector: connector!, logger: logger)
+                           network: network, connector: connector!, logger: logger)
         } catch {
             agent?.close()
             vm?.stop(grace: 1)
             virtiofsd?.stop()
+            network?.detach()
             connector?.close()
             SharedFiles.unmountAll(under: runDirectory)
             Files.removeTree(runDirectory)
@@ -181,8 +203,9 @@ public final class Sandbox: @unchecked Sendable {
 
     private init(id: String, runDirectory: String, vm: VirtualMachine, agent: AgentClient, accelerator: Accelerator,
                  bootSeconds: Double, firstHealth: Cocoon_Agent_V1_HealthResponse, shared: SharedDirectory?,
-                 virtiofsd: VirtioFSDaemon?, connector: AgentConnector, logger: Logger) {
+                 virtiofsd: VirtioFSDaemon?, network: PodNetwork?, connector: AgentConnector, logger: Logger) {
         self.shared = shared
+        self.network = network
         self.virtiofsd = virtiofsd
         self.id = id
         self.runDirectory = runDirectory
@@ -229,6 +252,7 @@ public final class Sandbox: @unchecked Sendable {
         let final = termination ?? vm.stop()
         agent.close()
         virtiofsd?.stop()
+        network?.detach()
         connector.close()
         SharedFiles.unmountAll(under: runDirectory)
         Files.removeTree(runDirectory)

@@ -143,6 +143,8 @@ public final class ShimService: @unchecked Sendable {
         options.memoryMiB = overrides.memoryMiB ?? size.memoryMiB
         options.vcpus = overrides.vcpus ?? size.vcpus
         options.extraKernelParameters = overrides.kernelParams
+        // The pod's first container (CRI's sandbox container) names the namespace CNI set up.
+        options.networkNamespace = Sandbox.BootOptions.networkNamespace(of: spec)
         let booted: Sandbox
         do throws(SandboxError) {
             booted = try Sandbox.boot(id: sandboxID, configuration: config, options: options, logger: logger)

@@ -30,6 +30,7 @@ struct VMRun {
         let size = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)
         options.memoryMiB = size.memoryMiB
         options.vcpus = size.vcpus
+        options.networkNamespace = Sandbox.BootOptions.networkNamespace(of: spec)
         let sandbox: Sandbox
         do throws(SandboxError) {
             sandbox = try Sandbox.boot(id: id, configuration: config, options: options, logger: logger)

@@ -32,6 +32,23 @@ import Testing
         #expect(values(args, "-cpu") == ["max"])
     }
 
+    @Test func nicsGetTheirTapsInOrderAndNoneByDefault() {
+        #expect(values(QEMUCommandLine.arguments(for: spec()), "-netdev").isEmpty, "no network unless asked")
+        var s = spec()
+        s.networkDevices = [NetworkDevice(id: "net0", mac: "02:00:c6:12:00:02", mtu: 1500, tapDescriptor: 41),
+                            NetworkDevice(id: "net1", mac: "02:00:c6:12:00:03", mtu: 9000, tapDescriptor: 17)]
+        var args = QEMUCommandLine.arguments(for: s)
+        // QEMU sees the taps at 3, 4, ... whatever the controller's descriptor numbers are.
+        #expect(values(args, "-netdev") == ["tap,id=net0,fd=3,vhost=off", "tap,id=net1,fd=4,vhost=off"])
+        #expect(values(args, "-device").contains("virtio-net-device,netdev=net0,mac=02:00:c6:12:00:02,host_mtu=1500"))
+        #expect(values(args, "-device").contains("virtio-net-device,netdev=net1,mac=02:00:c6:12:00:03,host_mtu=9000"))
+        s.machine = .q35
+        s.vhostNet = true
+        args = QEMUCommandLine.arguments(for: s)
+        #expect(values(args, "-netdev").first == "tap,id=net0,fd=3,vhost=on")
+        #expect(values(args, "-device").contains("virtio-net-pci,netdev=net0,mac=02:00:c6:12:00:02,host_mtu=1500"))
+    }
+
     @Test func q35UsesPCIAndNoMMIOGlobal() {
         let args = QEMUCommandLine.arguments(for: spec(machine: .q35))
         #expect(values(args, "-machine") == ["q35,accel=tcg,memory-backend=mem"])

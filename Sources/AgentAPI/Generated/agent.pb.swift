@@ -422,6 +422,89 @@ public nonisolated struct Cocoon_Agent_V1_ShutdownRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Cocoon_Agent_V1_NetworkInterface: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The name the interface gets in the guest (the pod side's name, e.g. eth0).
+  public var name: String = String()
+
+  /// The virtio-net device's MAC, which is the pod interface's: how the agent finds the device.
+  public var mac: String = String()
+
+  public var mtu: UInt32 = 0
+
+  /// "address/prefix-length", IPv4 or IPv6.
+  public var addresses: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_NetworkRoute: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "address/prefix-length"; empty for a default route.
+  public var destination: String = String()
+
+  /// Empty for a route on the link.
+  public var gateway: String = String()
+
+  /// Name of one of the interfaces above.
+  public var device: String = String()
+
+  /// Preferred source address; may be empty.
+  public var source: String = String()
+
+  /// RT_SCOPE_*: 0 universe, 253 link.
+  public var scope: UInt32 = 0
+
+  public var metric: UInt32 = 0
+
+  /// 4 or 6 (needed for a default route, which has no destination to tell).
+  public var family: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_NetworkNeighbor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var address: String = String()
+
+  public var mac: String = String()
+
+  public var device: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ConfigureNetworkRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var interfaces: [Cocoon_Agent_V1_NetworkInterface] = []
+
+  public var routes: [Cocoon_Agent_V1_NetworkRoute] = []
+
+  public var neighbors: [Cocoon_Agent_V1_NetworkNeighbor] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "cocoon.agent.v1"
@@ -1289,6 +1372,191 @@ nonisolated extension Cocoon_Agent_V1_ShutdownRequest: SwiftProtobuf.Message, Sw
   }
 
   public static func ==(lhs: Cocoon_Agent_V1_ShutdownRequest, rhs: Cocoon_Agent_V1_ShutdownRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_NetworkInterface: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetworkInterface"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}mac\0\u{1}mtu\0\u{1}addresses\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.mac) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.addresses) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.mac.isEmpty {
+      try visitor.visitSingularStringField(value: self.mac, fieldNumber: 2)
+    }
+    if self.mtu != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mtu, fieldNumber: 3)
+    }
+    if !self.addresses.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.addresses, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_NetworkInterface, rhs: Cocoon_Agent_V1_NetworkInterface) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.mac != rhs.mac {return false}
+    if lhs.mtu != rhs.mtu {return false}
+    if lhs.addresses != rhs.addresses {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_NetworkRoute: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetworkRoute"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}destination\0\u{1}gateway\0\u{1}device\0\u{1}source\0\u{1}scope\0\u{1}metric\0\u{1}family\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.gateway) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.scope) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.metric) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.family) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 1)
+    }
+    if !self.gateway.isEmpty {
+      try visitor.visitSingularStringField(value: self.gateway, fieldNumber: 2)
+    }
+    if !self.device.isEmpty {
+      try visitor.visitSingularStringField(value: self.device, fieldNumber: 3)
+    }
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 4)
+    }
+    if self.scope != 0 {
+      try visitor.visitSingularUInt32Field(value: self.scope, fieldNumber: 5)
+    }
+    if self.metric != 0 {
+      try visitor.visitSingularUInt32Field(value: self.metric, fieldNumber: 6)
+    }
+    if self.family != 0 {
+      try visitor.visitSingularUInt32Field(value: self.family, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_NetworkRoute, rhs: Cocoon_Agent_V1_NetworkRoute) -> Bool {
+    if lhs.destination != rhs.destination {return false}
+    if lhs.gateway != rhs.gateway {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.source != rhs.source {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.metric != rhs.metric {return false}
+    if lhs.family != rhs.family {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_NetworkNeighbor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetworkNeighbor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}mac\0\u{1}device\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.mac) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 1)
+    }
+    if !self.mac.isEmpty {
+      try visitor.visitSingularStringField(value: self.mac, fieldNumber: 2)
+    }
+    if !self.device.isEmpty {
+      try visitor.visitSingularStringField(value: self.device, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_NetworkNeighbor, rhs: Cocoon_Agent_V1_NetworkNeighbor) -> Bool {
+    if lhs.address != rhs.address {return false}
+    if lhs.mac != rhs.mac {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ConfigureNetworkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConfigureNetworkRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}interfaces\0\u{1}routes\0\u{1}neighbors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.interfaces) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.routes) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.neighbors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.interfaces.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.interfaces, fieldNumber: 1)
+    }
+    if !self.routes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.routes, fieldNumber: 2)
+    }
+    if !self.neighbors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.neighbors, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ConfigureNetworkRequest, rhs: Cocoon_Agent_V1_ConfigureNetworkRequest) -> Bool {
+    if lhs.interfaces != rhs.interfaces {return false}
+    if lhs.routes != rhs.routes {return false}
+    if lhs.neighbors != rhs.neighbors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

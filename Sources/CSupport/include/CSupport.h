@@ -69,6 +69,11 @@ int cocoon_sethostname(const char *name);
 /// Sets the loopback interface of the current network namespace up.
 int cocoon_loopback_up(void);
 int cocoon_setdomainname(const char *name);
+/// Opens a new tap device (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) named `name` in the calling thread's
+/// network namespace; writes the name the kernel gave it. Returns the descriptor, or -1 with errno.
+int cocoon_tap_open(const char *name, char *actual_name, size_t len);
+/// setns(fd, CLONE_NEWNET) for the calling thread only.
+int cocoon_setns_net(int fd);
 int cocoon_setgroups(const uint32_t *gids, int n);
 int cocoon_setresuid(uint32_t uid);
 int cocoon_setresgid(uint32_t gid);

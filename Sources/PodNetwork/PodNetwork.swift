@@ -1,0 +1,178 @@
+import Logging
+import Netlink
+import SystemCalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One pod interface carried into the VM: the tap that stands in for it inside the pod's namespace.
+public struct CarriedInterface: Sendable {
+    /// The pod side (a veth CNI made, usually eth0).
+    public let name: String
+    public let index: Int32
+    public let mac: MACAddress
+    public let mtu: UInt32
+    public let addresses: [IPPrefix]
+    public let tapName: String
+    /// The tap's descriptor: QEMU gets a copy; the tap lives as long as one is open.
+    public let tapDescriptor: Int32
+}
+
+/// A route or neighbour of the pod namespace, by interface name.
+public struct CarriedRoute: Sendable {
+    public let route: Route
+    public let device: String
+}
+
+public struct CarriedNeighbour: Sendable {
+    public let address: IPAddress
+    public let mac: MACAddress
+    public let device: String
+}
+
+/// The "tcfilter" model: for every Ethernet interface of the pod's network namespace, a tap in the
+/// same namespace and tc ingress redirects both ways, so every frame the veth receives goes to the
+/// VM's virtio-net device and every frame the VM sends leaves through the veth. The veth keeps its
+/// addresses and MAC (the guest's NIC takes the same ones); only the ingress qdisc is added to it.
+public final class PodNetwork: @unchecked Sendable {
+    public let namespacePath: String
+    public let interfaces: [CarriedInterface]
+    public let routes: [CarriedRoute]
+    public let neighbours: [CarriedNeighbour]
+    /// Stays bound to the pod namespace, for teardown.
+    private let socket: RouteSocket
+    private let logger: Logger
+    private let lock = NSLockLite()
+    private var detached = false  // guarded by lock
+
+    static let tapPrefix = "cocoon-tap"
+
+    /// Reads the namespace and wires its interfaces to new taps. Throws having undone its changes.
+    public static func attach(namespacePath: String, logger: Logger) throws(PodNetworkError) -> PodNetwork {
+        struct Wired: Sendable {
+            var socket: RouteSocket
+            var interfaces: [CarriedInterface]
+            var routes: [CarriedRoute]
+            var neighbours: [CarriedNeighbour]
+        }
+        let wired: Wired
+        do throws(NetlinkError) {
+            wired = try NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) -> Wired in
+                let socket = try RouteSocket.open()
+                var added: [(veth: Int32, tapFD: Int32)] = []
+                do throws(NetlinkError) {
+                    let links = try socket.links()
+                    let carried = try carriable(links)
+                    let addresses = try socket.addresses()
+                    var interfaces: [CarriedInterface] = []
+                    for (n, link) in carried.enumerated() {
+                        let tap = try TapDevice.open(name: "\(tapPrefix)\(n)")
+                        added.append((link.index, tap.descriptor))
+                        // The tap is only a wire: no IPv6 link-local address, router solicitations or DAD of its own.
+                        try? Files.writeString("/proc/sys/net/ipv6/conf/\(tap.name)/disable_ipv6", "1")
+                        guard let tapLink = try socket.link(named: tap.name) else {
+                            throw NetlinkError(.notFound, "tap \(tap.name) vanished after it was created")
+                        }
+                        try socket.setLink(index: tapLink.index, up: true, mtu: link.mtu)
+                        do throws(NetlinkError) {
+                            try socket.addIngressQdisc(index: link.index)
+                        } catch where error.code == .alreadyExists {
+                            throw NetlinkError(.alreadyExists,
+                                "interface \(link.name) already has an ingress qdisc: is another sandbox using this network namespace?")
+                        }
+                        try socket.addIngressQdisc(index: tapLink.index)
+                        try socket.addRedirect(from: link.index, to: tapLink.index)
+                        try socket.addRedirect(from: tapLink.index, to: link.index)
+                        let own = addresses.filter {
+                            $0.index == link.index && !$0.prefix.address.isIPv6LinkLocal && $0.scope != 254
+                        }.map(\.prefix)
+                        interfaces.append(CarriedInterface(name: link.name, index: link.index, mac: link.mac!, mtu: link.mtu,
+                                                           addresses: own, tapName: tap.name, tapDescriptor: tap.descriptor))
+                    }
+                    let names = Dictionary(uniqueKeysWithValues: interfaces.map { ($0.index, $0.name) })
+                    let routes = try socket.routes().compactMap { r -> CarriedRoute? in
+                        // What the guest's kernel derives itself (routes of its addresses, fe80::/64) is left to it.
+                        guard r.table == Route.mainTable, r.type == Route.unicast, r.protocolNumber != Route.protocolKernel,
+                              let oif = r.outputIndex, let device = names[oif] else { return nil }
+                        return CarriedRoute(route: r, device: device)
+                    }
+                    let neighbours = try socket.neighbours().compactMap { n -> CarriedNeighbour? in
+                        guard n.isPermanent, let mac = n.mac, let device = names[n.index] else { return nil }
+                        return CarriedNeighbour(address: n.address, mac: mac, device: device)
+                    }
+                    return Wired(socket: socket, interfaces: interfaces, routes: routes, neighbours: neighbours)
+                } catch {
+                    for a in added {
+                        try? socket.deleteIngressQdisc(index: a.veth)
+                        close(a.tapFD)
+                    }
+                    socket.close()
+                    throw error
+                }
+            }
+        } catch {
+            throw PodNetworkError(error.code, "pod network namespace \(namespacePath): \(error.message)")
+        }
+        let network = PodNetwork(namespacePath: namespacePath, interfaces: wired.interfaces, routes: wired.routes,
+                                 neighbours: wired.neighbours, socket: wired.socket, logger: logger)
+        logger.debug("pod network attached", metadata: [
+            "namespace": "\(namespacePath)",
+            "interfaces": "\(wired.interfaces.map { "\($0.name)->\($0.tapName)" }.joined(separator: " "))",
+        ])
+        return network
+    }
+
+    /// The interfaces to carry: every one but loopback, which must be Ethernet and up.
+    static func carriable(_ links: [Link]) throws(NetlinkError) -> [Link] {
+        var out: [Link] = []
+        for link in links where !link.isLoopback {
+            if link.kind == "tun" && link.name.hasPrefix(tapPrefix) {
+                throw NetlinkError(.alreadyExists, "tap \(link.name) already exists: is another sandbox using this network namespace?")
+            }
+            // ipvlan shares its parent's MAC and, in its L3 modes, passes no Ethernet frames at all.
+            if link.kind == "ipvlan" || link.kind == "ipvtap" {
+                throw NetlinkError(.invalidArgument,
+                    "interface \(link.name) is an ipvlan device, which cannot be carried into a VM; use veth (bridge, ptp CNI plugins) or macvlan")
+            }
+            guard link.isEthernet, let mac = link.mac, mac.isUsableUnicast else {
+                throw NetlinkError(.invalidArgument,
+                    "interface \(link.name) (\(link.kind ?? "hardware type \(link.hardwareType)")) is not an Ethernet device and cannot be carried into a VM; only Ethernet interfaces (veth, macvlan, physical) can")
+            }
+            // A down interface carries nothing; CNI brings the ones it configures up.
+            guard link.isUp else { continue }
+            out.append(link)
+        }
+        return out
+    }
+
+    private init(namespacePath: String, interfaces: [CarriedInterface], routes: [CarriedRoute], neighbours: [CarriedNeighbour],
+                 socket: RouteSocket, logger: Logger) {
+        self.namespacePath = namespacePath
+        self.interfaces = interfaces
+        self.routes = routes
+        self.neighbours = neighbours
+        self.socket = socket
+        self.logger = logger
+    }
+
+    /// Removes what attach added (the ingress qdiscs on the pod interfaces, with their filters; the taps,
+    /// once QEMU's copies are closed too). The pod interfaces stay as CNI made them. Safe to call twice.
+    public func detach() {
+        let first = lock.withLock { () -> Bool in
+            defer { detached = true }
+            return !detached
+        }
+        guard first else { return }
+        for iface in interfaces {
+            do throws(NetlinkError) {
+                try socket.deleteIngressQdisc(index: iface.index)
+            } catch where error.code == .notFound || error.code == .invalidArgument {
+                // The interface or the namespace is already gone (CNI DEL came first).
+            } catch {
+                logger.warning("removing the tc redirect of \(iface.name) in \(namespacePath): \(error.message)")
+            }
+            close(iface.tapDescriptor)
+        }
+        socket.close()
+    }
+}
