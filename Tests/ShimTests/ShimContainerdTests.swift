@@ -25,7 +25,7 @@ struct ShimEnvironment {
     }
 
     /// containerd started with PATH and COCOON_CONFIG pointing at this build.
-    static func containerd(cri: Bool = false) throws -> PrivateContainerd {
+    static func containerd(cri: Bool = false, cniConfig: String? = nil) throws -> PrivateContainerd {
         let config = try Configuration.load()
         let file = NSTemporaryDirectory() + "cocoon-shim-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).toml"
         try """
@@ -41,7 +41,7 @@ struct ShimEnvironment {
         let shimDirectory = URL(fileURLWithPath: try #require(shim)).deletingLastPathComponent().path
         let path = shimDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
         return try PrivateContainerd(repository: repository, environment: ["PATH": path, "COCOON_CONFIG": file],
-                                     criRuntimes: cri ? ["cocoon": runtime] : [:])
+                                     criRuntimes: cri ? ["cocoon": runtime] : [:], cniConfig: cniConfig)
     }
 
     static func qemus(_ root: String = stateRoot) -> [String] { PrivateContainerd.processes(named: "qemu-system", mentioning: root) }
@@ -77,7 +77,10 @@ struct ShimEnvironment {
               status == 0 else {
             return "the CRI test client needs Debian's python3-grpcio, python3-protobuf and protoc (make deps)"
         }
-        return nil
+        if !FileManager.default.isExecutableFile(atPath: "/usr/lib/cni/bridge") || !FileManager.default.isExecutableFile(atPath: "/usr/lib/cni/host-local") {
+            return "the CRI test needs Debian's containernetworking-plugins (bridge, host-local) (make deps)"
+        }
+        return VethPair.unavailableReason
     }
 
     static func waitFor(_ what: String, timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
@@ -309,13 +312,37 @@ struct ShimContainerdTests {
 @Suite(.serialized, .enabled(if: ShimEnvironment.criSkipReason == nil, Comment(rawValue: ShimEnvironment.criSkipReason ?? "")))
 struct ShimCRITests {
     @Test func aPodOfTwoContainersRunsInOneVMThroughCRI() throws {
-        let ctd = try ShimEnvironment.containerd(cri: true)
+        // Pod networking as a cluster has it: Debian's CNI bridge plugin with host-local IPAM. The bridge
+        // is made here with the host side's address (so the plugin need not turn on IP forwarding), and a
+        // web server on that address plays the node.
+        let bridge = "cocoon-br\(getpid() % 10000)"
+        let work = NSTemporaryDirectory() + "cocoon-cri-net-\(getpid())"
+        try FileManager.default.createDirectory(atPath: work + "/www", withIntermediateDirectories: true)
+        try "from-the-node\n".write(toFile: work + "/www/index.html", atomically: true, encoding: .utf8)
+        #expect(VethPair.shell("ip link add \(bridge) type bridge && ip addr add 198.18.9.1/24 dev \(bridge) && ip link set \(bridge) up").0 == 0)
+        let server = Foundation.Process()
+        server.executableURL = URL(fileURLWithPath: "/bin/busybox")
+        server.arguments = ["httpd", "-f", "-p", "198.18.9.1:8080", "-h", work + "/www"]
+        try server.run()
+        defer {
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+            VethPair.shell("ip link del \(bridge)")
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        let cni = """
+            {"cniVersion": "0.4.0", "name": "cocoon-test", "plugins": [{
+              "type": "bridge", "bridge": "\(bridge)", "isGateway": false, "ipMasq": false,
+              "ipam": {"type": "host-local", "ranges": [[{"subnet": "198.18.9.0/24", "rangeStart": "198.18.9.10"}]],
+                       "routes": [{"dst": "198.18.0.0/15", "gw": "198.18.9.1"}], "dataDir": "\(work)/ipam"}}]}
+            """
+        let ctd = try ShimEnvironment.containerd(cri: true, cniConfig: cni)
         defer { ctd.stop() }
         let logs = ctd.directory + "/pod-logs"
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         let r = try PrivateContainerd.shell(["-c", PrivateContainerd.quote([
             "/usr/bin/python3", ShimEnvironment.criClient, "--socket", ctd.socket, "--handler", "cocoon",
-            "--image", ctd.image, "--logs", logs])], timeout: 300)
+            "--image", ctd.image, "--logs", logs, "--network", "pod", "--probe", "http://198.18.9.1:8080/"])], timeout: 300)
         let log = ((try? String(contentsOfFile: ctd.logPath, encoding: .utf8)) ?? "").suffix(4000)
         #expect(r.0 == 0, "\(r.1)\ncontainerd log:\n\(log)")
         guard let start = r.1.firstIndex(of: "{"),
@@ -333,11 +360,20 @@ struct ShimCRITests {
         // One VM: the same kernel boot; one pod: the same IPC namespace.
         #expect(line("app1", "boot ") != nil && line("app1", "boot ") == line("app2", "boot "), "\(texts)")
         #expect(line("app1", "ipc ") != nil && line("app1", "ipc ") == line("app2", "ipc "), "\(texts)")
+        // The pod's CNI address is the VM's, and from the VM the pod reaches the node.
+        let podIP = json["pod_ip"] as? String ?? ""
+        #expect(podIP.hasPrefix("198.18.9."), "\(json)")
+        for app in ["app1", "app2"] {
+            #expect(line(app, "addr ") == "addr \(podIP)/24", "\(texts)")
+            #expect(line(app, "probe ") == "probe from-the-node", "\(texts)")
+        }
         #expect((json["running"] as? [String: String])?.values.allSatisfy { $0 == "CONTAINER_RUNNING" } == true, "\(json)")
         let stopped = json["stopped"] as? [String: [String: Any]] ?? [:]
         #expect(stopped.count == 2 && stopped.values.allSatisfy { $0["state"] as? String == "CONTAINER_EXITED" }, "\(stopped)")
         #expect((json["steps"] as? [String])?.last == "StopPodSandbox, RemovePodSandbox", "\(json)")
         print("CRI client: \(r.1)")
         ShimEnvironment.expectNothingLeft(ctd, groups: [pod], namespace: "k8s.io", stateRoot: ShimEnvironment.criStateRoot)
+        // CNI's DEL removed the pod's veth: nothing is left on the bridge.
+        #expect(VethPair.shell("ip -o link show master \(bridge)").1.isEmpty)
     }
 }

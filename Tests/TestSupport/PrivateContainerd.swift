@@ -33,7 +33,9 @@ public final class PrivateContainerd: @unchecked Sendable {
     /// With `criRuntimes` (handler name -> runtime_type), containerd's CRI plugin is enabled with
     /// those runtime handlers, no CNI plugins (pods use the host network) and the busybox pause
     /// image, and the images are imported into the "k8s.io" namespace as well.
-    public init(repository: String, environment: [String: String] = [:], criRuntimes: [String: String] = [:]) throws {
+    /// `cniConfig`: a CNI .conflist for the CRI plugin, run with Debian's plugins from /usr/lib/cni.
+    public init(repository: String, environment: [String: String] = [:], criRuntimes: [String: String] = [:],
+                cniConfig: String? = nil) throws {
         directory = "/tmp/cocoon-ctd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         socket = directory + "/containerd.sock"
         configPath = directory + "/config.toml"
@@ -53,7 +55,7 @@ public final class PrivateContainerd: @unchecked Sendable {
             [plugins."io.containerd.grpc.v1.cri"]
               sandbox_image = "\(pauseImage)"
               [plugins."io.containerd.grpc.v1.cri".cni]
-                bin_dir = "\(directory)/cni/bin"
+                bin_dir = "\(cniConfig == nil ? directory + "/cni/bin" : "/usr/lib/cni")"
                 conf_dir = "\(directory)/cni/conf"
               [plugins."io.containerd.grpc.v1.cri".containerd]
                 default_runtime_name = "\(criRuntimes.keys.sorted().first ?? "")"
@@ -63,6 +65,10 @@ public final class PrivateContainerd: @unchecked Sendable {
                   runtime_type = "\(type)"
             """ }.joined())
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        if let cniConfig {
+            try FileManager.default.createDirectory(atPath: directory + "/cni/conf", withIntermediateDirectories: true)
+            try cniConfig.write(toFile: directory + "/cni/conf/10-cocoon-test.conflist", atomically: true, encoding: .utf8)
+        }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         try start()
         let image = directory + "/busybox.tar"

@@ -3,6 +3,9 @@
 (containerd's CRI plugin), the way the kubelet would, and prints what happened as JSON.
 
 usage: cri_client.py --socket PATH --handler NAME --image REF --logs DIR [--timeout SECONDS]
+                     [--network pod|node] [--probe URL]
+With --network pod the pod gets a network namespace from CNI; each container prints its eth0
+address ("addr ...") and, with --probe, what it fetched from URL ("probe ...").
 Needs Debian's python3-grpcio and python3-protobuf, and protoc (the messages are compiled from
 cri_subset.proto at start)."""
 import argparse
@@ -67,6 +70,8 @@ def main():
     parser.add_argument("--image", required=True)
     parser.add_argument("--logs", required=True)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--network", choices=["pod", "node"], default="node")
+    parser.add_argument("--probe", default="")
     args = parser.parse_args()
     pb = load_messages()
     rt = Runtime(args.socket, pb, args.timeout)
@@ -77,25 +82,30 @@ def main():
 
     version = rt.call("Version", pb.VersionRequest(version="v1"), "VersionResponse")
     result["runtime"] = version.runtime_name + " " + version.runtime_version
-    # Host network: the test machine has no CNI plugins (pod networking is [network]'s business).
-    namespaces = pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD)
+    pod_network = args.network == "pod"
+    namespaces = pb.NamespaceOption(network=pb.POD if pod_network else pb.NODE, pid=pb.CONTAINER, ipc=pb.POD)
     sandbox_config = pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name="cocoon-pod", uid=str(uuid.uuid4()), namespace="default"),
         # The kubelet leaves the hostname empty for host-network pods (no UTS namespace of their own).
-        hostname="", log_directory=args.logs,
+        hostname="cocoon-pod" if pod_network else "", log_directory=args.logs,
         linux=pb.LinuxPodSandboxConfig(
             security_context=pb.LinuxSandboxSecurityContext(namespace_options=namespaces)))
     pod = rt.call("RunPodSandbox", pb.RunPodSandboxRequest(config=sandbox_config, runtime_handler=args.handler),
                   "RunPodSandboxResponse").pod_sandbox_id
     result["pod"] = pod
     step("RunPodSandbox")
+    if pod_network:
+        status = rt.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=pod), "PodSandboxStatusResponse").status
+        result["pod_ip"] = status.network.ip
     containers = {}
     try:
         for name in ("app1", "app2"):
             config = pb.ContainerConfig(
                 metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=args.image),
                 command=["sh", "-c", 'echo "hello from $NAME"; echo "boot $(cat /proc/sys/kernel/random/boot_id)"; '
-                                     'echo "ipc $(readlink /proc/self/ns/ipc)"; exec sleep 1000'],
+                                     + ('echo "addr $(ip -o -4 addr show dev eth0 | awk \'{print $4}\')"; ' if pod_network else '')
+                                     + ('echo "probe $(wget -q -O - %s)"; ' % args.probe if args.probe else '')
+                                     + 'echo "ipc $(readlink /proc/self/ns/ipc)"; exec sleep 1000'],
                 envs=[pb.KeyValue(key="NAME", value=name)], log_path=name + ".log",
                 linux=pb.LinuxContainerConfig(
                     resources=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20),
