@@ -114,7 +114,10 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Config", "Hypervisor", "OCI", "SystemCalls", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: [
+            "Sandbox", "Config", "Hypervisor", "OCI", "SystemCalls", "TestSupport", "PodNetwork",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "HostCheckTests", dependencies: ["HostCheck", "Config", "Hypervisor"]),
         .testTarget(name: "TTRPCTests", dependencies: [
             "TTRPC", "Sockets", "SystemCalls", "Processes", "TestSupport",

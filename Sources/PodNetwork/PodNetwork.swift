@@ -155,6 +155,35 @@ public final class PodNetwork: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Writes what `releaseRecorded` needs should this process die without detaching (SIGKILL):
+    /// the namespace path, then "index name" per carried interface.
+    public func record(to path: String) {
+        let text = ([namespacePath] + interfaces.map { "\($0.index) \($0.name)" }).joined(separator: "\n") + "\n"
+        try? Files.writeString(path, text, mode: 0o600)
+    }
+
+    /// After the controller died: removes the ingress qdiscs it added, on the interfaces that still have
+    /// the recorded index and name (its taps went with QEMU). Best effort; a namespace gone is fine.
+    public static func releaseRecorded(at path: String) {
+        guard let text = try? Files.readString(path) else { return }
+        var lines = text.split(separator: "\n").map(String.init)
+        guard !lines.isEmpty else { return }
+        let namespacePath = lines.removeFirst()
+        let recorded: [(Int32, String)] = lines.compactMap { line in
+            let f = line.split(separator: " ", maxSplits: 1)
+            guard f.count == 2, let index = Int32(f[0]) else { return nil }
+            return (index, String(f[1]))
+        }
+        _ = try? NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) in
+            let socket = try RouteSocket.open()
+            defer { socket.close() }
+            let links = try socket.links()
+            for (index, name) in recorded where links.contains(where: { $0.index == index && $0.name == name }) {
+                try? socket.deleteIngressQdisc(index: index)
+            }
+        }
+    }
+
     /// Removes what attach added (the ingress qdiscs on the pod interfaces, with their filters; the taps,
     /// once QEMU's copies are closed too). The pod interfaces stay as CNI made them. Safe to call twice.
     public func detach() {

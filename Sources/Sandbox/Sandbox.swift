@@ -133,6 +133,7 @@ public final class Sandbox: @unchecked Sendable {
             }
             if let path = options.networkNamespace {
                 network = try PodNetwork.attach(namespacePath: path, logger: logger)
+                network!.record(to: runDirectory + "/" + StaleSandboxes.networkFile)
                 vmSpec.networkDevices = network!.interfaces.enumerated().map { n, iface in
                     NetworkDevice(id: "net\(n)", mac: iface.mac.description, mtu: iface.mtu, tapDescriptor: iface.tapDescriptor)
                 }

@@ -1,3 +1,4 @@
+import PodNetwork
 import SystemCalls
 #if canImport(Glibc)
 import Glibc
@@ -8,6 +9,8 @@ import Glibc
 /// and every boot first removes the leftovers of owners that are gone.
 public enum StaleSandboxes {
     static let ownerFile = "owner"
+    /// What PodNetwork added to a pod namespace (see PodNetwork.record).
+    static let networkFile = "network"
 
     static func recordOwner(in runDirectory: String) {
         let pid = getpid()
@@ -33,6 +36,7 @@ public enum StaleSandboxes {
             let dir = base + "/" + entry.name
             guard !ownerIsAlive(dir) else { continue }
             SharedFiles.unmountAll(under: dir)
+            PodNetwork.releaseRecorded(at: dir + "/" + networkFile)
             Files.removeTree(dir)
             removed.append(entry.name)
         }

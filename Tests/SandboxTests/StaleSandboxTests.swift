@@ -1,7 +1,10 @@
 import Foundation
+import Logging
+import PodNetwork
 import Sandbox
 import SystemCalls
 import Testing
+import TestSupport
 
 /// Leftovers of a controller that was killed: swept at the next boot, without touching what the
 /// mounts pointed at.
@@ -37,5 +40,25 @@ struct StaleSandboxTests {
         #expect(FileManager.default.fileExists(atPath: unowned))
         #expect(Files.mountPoints(under: root).isEmpty)
         #expect((try? String(contentsOfFile: source + "/data.txt", encoding: .utf8)) == "precious\n", "the mount's source is untouched")
+    }
+
+    @Test(.enabled(if: VethPair.unavailableReason == nil, Comment(rawValue: VethPair.unavailableReason ?? "")))
+    func aDeadControllersTcRedirectsAreRemoved() throws {
+        let net = try VethPair(name: "cocoon-s\(getpid() % 10000)", subnet: 8)
+        defer { net.destroy() }
+        let before = net.podState()
+        let root = "/run/cocoon-test-stale-net-\(getpid())"
+        let dir = root + "/sandboxes/dead"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "2147483000 12345\n".write(toFile: dir + "/owner", atomically: true, encoding: .utf8)
+        let network = try PodNetwork.attach(namespacePath: net.podPath, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        network.record(to: dir + "/network")
+        #expect(net.podState().contains("ingress"))
+        // What dies with a killed controller: its descriptors, so the tap; the veth's qdisc stays.
+        for iface in network.interfaces { close(iface.tapDescriptor) }
+        #expect(net.podState() != before)
+        #expect(StaleSandboxes.sweep(root: root) == ["dead"])
+        #expect(net.podState() == before, "the pod namespace is as CNI (here: the test) made it")
     }
 }
