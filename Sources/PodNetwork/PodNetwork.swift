@@ -59,7 +59,9 @@ public final class PodNetwork: @unchecked Sendable {
         do throws(NetlinkError) {
             wired = try NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) -> Wired in
                 let socket = try RouteSocket.open()
-                var added: [(veth: Int32, tapFD: Int32)] = []
+                // Undone on failure: only what this attach added (a qdisc that was there is someone else's).
+                var taps: [Int32] = []
+                var qdiscs: [Int32] = []
                 do throws(NetlinkError) {
                     let links = try socket.links()
                     let carried = try carriable(links)
@@ -67,7 +69,7 @@ public final class PodNetwork: @unchecked Sendable {
                     var interfaces: [CarriedInterface] = []
                     for (n, link) in carried.enumerated() {
                         let tap = try TapDevice.open(name: "\(tapPrefix)\(n)")
-                        added.append((link.index, tap.descriptor))
+                        taps.append(tap.descriptor)
                         // The tap is only a wire: no IPv6 link-local address, router solicitations or DAD of its own.
                         try? Files.writeString("/proc/sys/net/ipv6/conf/\(tap.name)/disable_ipv6", "1")
                         guard let tapLink = try socket.link(named: tap.name) else {
@@ -76,6 +78,7 @@ public final class PodNetwork: @unchecked Sendable {
                         try socket.setLink(index: tapLink.index, up: true, mtu: link.mtu)
                         do throws(NetlinkError) {
                             try socket.addIngressQdisc(index: link.index)
+                            qdiscs.append(link.index)
                         } catch where error.code == .alreadyExists {
                             throw NetlinkError(.alreadyExists,
                                 "interface \(link.name) already has an ingress qdisc: is another sandbox using this network namespace?")
@@ -102,10 +105,8 @@ public final class PodNetwork: @unchecked Sendable {
                     }
                     return Wired(socket: socket, interfaces: interfaces, routes: routes, neighbours: neighbours)
                 } catch {
-                    for a in added {
-                        try? socket.deleteIngressQdisc(index: a.veth)
-                        close(a.tapFD)
-                    }
+                    for index in qdiscs { try? socket.deleteIngressQdisc(index: index) }
+                    for fd in taps { close(fd) }
                     socket.close()
                     throw error
                 }
