@@ -43,5 +43,22 @@ if [ -n "$left" ]; then
   echo "$left" | sed 's/^/  /' >&2
   status=1
 fi
+# Pod networking tests make their own namespaces, bridges and taps, all named cocoon-*.
+left=$(ip netns list 2>/dev/null | awk '$1 ~ /^cocoon-/ {print $1}' | tr '\n' ' ')
+if [ -n "$left" ]; then
+  echo "check-leaks: network namespaces left: $left" >&2
+  status=1
+fi
+left=$(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^cocoon-/ {print $2}' | tr '\n' ' ')
+if [ -n "$left" ]; then
+  echo "check-leaks: network devices left: $left" >&2
+  status=1
+fi
+left=$(pgrep -a -f "busybox httpd .*cocoon-" || true)
+if [ -n "$left" ]; then
+  echo "check-leaks: test web servers left running:" >&2
+  echo "$left" | sed 's/^/  /' >&2
+  status=1
+fi
 [ "$status" = 0 ] && echo "check-leaks: nothing left behind under $*"
 exit "$status"
