@@ -54,9 +54,9 @@ import TestSupport
     func configuresTheNICFoundByItsMAC() throws {
         let ns = "cocoon-gn-\(getpid())"
         VethPair.shell("ip netns del \(ns) 2>/dev/null")
-        #expect(VethPair.shell("ip netns add \(ns) && ip -n \(ns) link add eth0 address 02:00:00:00:00:01 type veth peer name nic address 02:00:c6:12:07:02 && ip -n \(ns) link set eth0 up").0 == 0)
+        #expect(VethPair.shell("ip netns add \(ns) && ip -n \(ns) link add eth0 address 02:00:00:00:00:01 type veth peer name nic address 02:00:c6:12:07:02 && ip -n \(ns) link set eth0 up && ip -n \(ns) link set nic up").0 == 0)
         defer { VethPair.shell("ip netns del \(ns)") }
-        // The guest's NIC may come up under the name the pod interface wants: both are renamed safely.
+        // The guest's NIC may come up under the name the pod interface wants, and may already be up: both are renamed safely.
         try NetworkNamespace.run(in: "/var/run/netns/\(ns)") { [logger] () throws(NetlinkError) in
             let socket = try RouteSocket.open()
             defer { socket.close() }

@@ -89,8 +89,11 @@ public enum GuestNetwork {
                 indexes[iface.name] = link.index
             }
             // Two passes, so that names the devices have now (eth0, eth1) never collide with the wanted ones.
+            // Down first, in a request of its own: the kernel renames before it applies flags, and refuses
+            // to rename a device that is up.
             for (n, iface) in plan.interfaces.enumerated() {
-                try socket.setLink(index: indexes[iface.name]!, up: false, name: "cocoon-nic\(n)")
+                try socket.setLink(index: indexes[iface.name]!, up: false)
+                try socket.setLink(index: indexes[iface.name]!, name: "cocoon-nic\(n)")
             }
             for iface in plan.interfaces {
                 let index = indexes[iface.name]!
