@@ -100,7 +100,7 @@ demo: all
 ## The whole test suite. Tests that boot VMs find the guest files through COCOON_CONFIG.
 test: all
 	COCOON_BASELINE_INITRD=$(GUEST)/baseline.initrd $(SWIFT) test $(SWIFT_FLAGS)
-	@bash scripts/check-leaks.sh /run/cocoon-test /run/cocoon-dev /run/cocoon-test-containers /run/cocoon-test-agent /run/cocoon-test-shim /run/cocoon-test-cri
+	@bash scripts/check-leaks.sh /run/cocoon-test /run/cocoon-dev /run/cocoon-test-containers /run/cocoon-test-agent /run/cocoon-test-shim /run/cocoon-test-cri /run/cocoon-test-vmcli
 
 ## Benchmarks: not tests; they print ratios against baselines measured in the same run.
 bench: bench-boot bench-bare bench-sandbox bench-shim bench-net

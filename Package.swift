@@ -75,6 +75,13 @@ let package = Package(
             "Config", "Hypervisor", "AgentAPI", "Mux", "OCI", "Sockets", "Processes", "StatusCodes", "PodNetwork", "Netlink",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // VM isolation through the runc command line: the per-sandbox daemon that holds a VM between
+        // `cocoon` commands, its API, and the host-side stand-in processes.
+        .target(name: "SandboxDaemon", dependencies: [
+            "Sandbox", "AgentAPI", "Config", "OCI", "LinuxContainer", "Mux", "TTRPC", "Processes", "SystemCalls", "CSupport", "StatusCodes",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // containerd's shim, task, events and cgroup-metrics messages, generated from its own protos.
         .target(name: "ContainerdAPI", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // containerd runtime v2 shim: start/delete, the Task service over ttrpc, stdio, events, pods.
@@ -88,7 +95,7 @@ let package = Package(
         // `cocoon check`: host requirements with fix hints.
         .target(name: "HostCheck", dependencies: ["CSupport", "Config", "Hypervisor", "Processes", "SystemCalls"]),
         .executableTarget(name: "cocoon", dependencies: [
-            "Config", "Sandbox", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "Cgroups", "CSupport", "Processes", "Sockets", "SystemCalls",
+            "Config", "Sandbox", "SandboxDaemon", "HostCheck", "Hypervisor", "AgentAPI", "LinuxContainer", "OCI", "Cgroups", "CSupport", "Processes", "Sockets", "SystemCalls",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -134,6 +141,6 @@ let package = Package(
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon", "TestSupport"]),
-        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init", "CSupport", "Sockets", "SystemCalls", "TestSupport"]),
+        .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init", "CSupport", "Config", "Sockets", "SystemCalls", "TestSupport"]),
     ]
 )

@@ -43,6 +43,13 @@ if [ -n "$left" ]; then
   echo "$left" | sed 's/^/  /' >&2
   status=1
 fi
+# VM isolation through the runc command line: per-sandbox daemons and stand-ins.
+left=$(pgrep -a -f "cocoon .*(sandbox-daemon|stand-in) " || true)
+if [ -n "$left" ]; then
+  echo "check-leaks: cocoon sandbox daemons or stand-ins left running:" >&2
+  echo "$left" | sed 's/^/  /' >&2
+  status=1
+fi
 # Pod networking tests make their own namespaces, bridges and taps, all named cocoon-*.
 left=$(ip netns list 2>/dev/null | awk '$1 ~ /^cocoon-/ {print $1}' | tr '\n' ' ')
 if [ -n "$left" ]; then

@@ -22,6 +22,7 @@ generate Sources/TTRPC/Generated Public Protos/ttrpc Protos/ttrpc/ttrpc.proto
 if [ -d Protos/agent ]; then
     generate Sources/AgentAPI/Generated Public Protos/agent Protos/agent/*.proto
 fi
+generate Sources/SandboxDaemon/Generated Public Protos/daemon Protos/daemon/daemon.proto
 # containerd's own protos (Debian's golang-github-containerd-containerd-dev and -cgroups-dev), for
 # the shim: the Task service, the events it forwards and the cgroup v2 metrics. Two of them are
 # called task.proto, so file names keep their path here.

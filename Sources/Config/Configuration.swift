@@ -52,6 +52,12 @@ public struct RuntimeConfig: Sendable, Equatable {
     public var debug: Bool
     /// The static container init stage; nil means next to the cocoon binary or in ../libexec/cocoon.
     public var initBinary: String?
+    /// Where VMs' run directories go when `--root` moved `root` (their unix socket paths must stay
+    /// short): the configured runtime.root. Not a configuration key.
+    public var sandboxRoot: String?
+
+    /// `<sandboxBase>/sandboxes/<name>` holds each VM's sockets and shared directory.
+    public var sandboxBase: String { sandboxRoot ?? root }
 }
 
 /// The whole of configuration.toml, with defaults filled in.

@@ -149,6 +149,35 @@ extension Sandbox {
     /// `stdio` at once.
     @discardableResult
     public func createContainer(id: String, bundle: String, stdio: HostStdio) throws(SandboxError) -> Int32 {
+        try createContainer(id: id, bundle: bundle, terminal: stdio.terminal) { () throws(SandboxError) -> OpenedStdio in
+            let channels: ProcessChannels
+            do throws(AgentAPIError) {
+                channels = try agent.openStdio(containerID: id, stdin: stdio.stdin != nil, terminal: stdio.terminal)
+            } catch {
+                throw SandboxError(error.code, error.message)
+            }
+            let relay = try StdioRelay(channels: channels, host: stdio)
+            return OpenedStdio(message: channels.message, relay: relay, reset: { channels.reset(reason: "create failed") })
+        }
+    }
+
+    /// The same for a process whose stdio channels another process opened through the control
+    /// socket (the per-sandbox daemon's clients): that process relays them, not this one.
+    @discardableResult
+    public func createContainer(id: String, bundle: String, channels: Cocoon_Agent_V1_StdioChannels) throws(SandboxError) -> Int32 {
+        try createContainer(id: id, bundle: bundle, terminal: channels.terminal) { () throws(SandboxError) -> OpenedStdio in
+            OpenedStdio(message: channels, relay: nil, reset: {})
+        }
+    }
+
+    struct OpenedStdio {
+        let message: Cocoon_Agent_V1_StdioChannels
+        let relay: StdioRelay?
+        let reset: () -> Void
+    }
+
+    private func createContainer(id: String, bundle: String, terminal requested: Bool,
+                                 openStdio: () throws(SandboxError) -> OpenedStdio) throws(SandboxError) -> Int32 {
         guard let shared else {
             throw SandboxError(.failedPrecondition, "sandbox \(self.id) was booted without a shared filesystem")
         }
@@ -168,13 +197,18 @@ extension Sandbox {
             throw SandboxError(.invalidArgument, "\(bundle)/config.json: process: required to create a container")
         }
         let terminal = spec.process?.terminal == true
-        guard terminal == stdio.terminal else {
+        guard terminal == requested else {
             throw SandboxError(.invalidArgument, terminal
                 ? "\(bundle)/config.json: process.terminal is true but no terminal was requested"
                 : "a terminal was requested but \(bundle)/config.json: process.terminal is not true")
         }
-        if spec.hooks != nil {
-            logger.warning("\(bundle)/config.json: hooks are not run for VM containers yet; ignoring them")
+        // Hooks name host programs: the front end runs the host-side ones (the CLI: prestart,
+        // createRuntime, poststart, poststop); the ones meant for the container's namespaces cannot
+        // run in a guest that does not have those programs.
+        if let hooks = spec.hooks {
+            if hooks.createContainer?.isEmpty == false || hooks.startContainer?.isEmpty == false {
+                logger.warning("\(bundle)/config.json: hooks.createContainer and hooks.startContainer are not run for VM containers")
+            }
             spec.hooks = nil
         }
         let hostDir = "\(shared.hostPath)/\(id)"
@@ -200,31 +234,20 @@ extension Sandbox {
             spec.mounts?[i].source = "\(guestDir)/mounts/\(i)"
         }
 
-        let channels: ProcessChannels
-        do throws(AgentAPIError) {
-            channels = try agent.openStdio(containerID: id, stdin: stdio.stdin != nil, terminal: terminal)
-        } catch {
-            throw SandboxError(error.code, error.message)
-        }
-        let relay: StdioRelay
-        do throws(SandboxError) {
-            relay = try StdioRelay(channels: channels, host: stdio)
-        } catch {
-            throw error
-        }
+        let stdio = try openStdio()
         let pid: Int32
         do throws(AgentAPIError) {
             pid = try agent.createContainer(.with {
                 $0.containerID = id
                 $0.ociSpecJson = Data(spec.encoded(pretty: false))
                 $0.rootfsPath = "\(guestDir)/rootfs"
-                $0.stdio = channels.message
+                $0.stdio = stdio.message
             }, timeout: Self.requestTimeout)
         } catch {
-            channels.reset(reason: "create failed")
+            stdio.reset()
             throw SandboxError(error.code, error.message)
         }
-        entry.relays[""] = relay
+        if let relay = stdio.relay { entry.relays[""] = relay }
         lock.withLock { containers[id] = entry }
         ok = true
         return pid

@@ -15,7 +15,9 @@ import Glibc
 extension Sandbox {
     public static func controlSocketPath(runDirectory: String) -> String { runDirectory + "/control.sock" }
 
-    public func serveControlSocket() throws(SandboxError) {
+    /// `local`: channel names served in this process instead of being spliced to the agent (the
+    /// per-sandbox daemon's own API); each handler owns the channel it is given.
+    public func serveControlSocket(local: [String: @Sendable (MuxChannel) -> Void] = [:]) throws(SandboxError) {
         let path = Self.controlSocketPath(runDirectory: runDirectory)
         let listener: FileDescriptor
         do throws(SystemError) {
@@ -25,28 +27,28 @@ extension Sandbox {
         }
         lock.withLock { controlListener = listener }
         do {
-            try startDetachedThread { [self] in acceptControlConnections(listener) }
+            try startDetachedThread { [self] in acceptControlConnections(listener, local: local) }
         } catch {
             listener.close()
             throw SandboxError(.resourceExhausted, "cannot start the control socket thread: \(error)")
         }
     }
 
-    private func acceptControlConnections(_ listener: FileDescriptor) {
+    private func acceptControlConnections(_ listener: FileDescriptor, local: [String: @Sendable (MuxChannel) -> Void]) {
         while !isStopped {
             guard (try? listener.waitReadable(until: .after(seconds: 1))) == true else { continue }
             let raw = cocoon_accept_cloexec(listener.rawValue)
             guard raw >= 0 else { continue }
             let conn = FileDescriptor(adopting: raw)
             do {
-                try startDetachedThread { [self] in proxy(conn) }
+                try startDetachedThread { [self] in proxy(conn, local: local) }
             } catch {
                 conn.close()
             }
         }
     }
 
-    private func proxy(_ conn: FileDescriptor) {
+    private func proxy(_ conn: FileDescriptor, local: [String: @Sendable (MuxChannel) -> Void]) {
         defer { conn.close() }
         let client: Mux
         do throws(MuxError) {
@@ -60,6 +62,14 @@ extension Sandbox {
                 downstream = try client.acceptAny(until: nil)
             } catch {
                 return
+            }
+            if let handler = local[downstream.name] {
+                do {
+                    try startDetachedThread { handler(downstream) }
+                } catch {
+                    downstream.reset(reason: "proxy out of threads")
+                }
+                continue
             }
             let upstream: MuxChannel
             do throws(MuxError) {

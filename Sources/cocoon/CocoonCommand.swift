@@ -32,7 +32,10 @@ struct GlobalOptions: ParsableArguments {
         do throws(ConfigError) {
             var c = try Configuration.load(explicitPath: config)
             if debug { c.runtime.debug = true }
-            if let root { c.runtime.root = root }
+            if let root {
+                c.runtime.sandboxRoot = c.runtime.root
+                c.runtime.root = root
+            }
             if let isolation {
                 guard let i = Isolation(rawValue: isolation) else {
                     throw ConfigError(file: "--isolation", key: nil, problem: "'\(isolation)' is not valid; valid values: vm, process")
@@ -85,7 +88,7 @@ struct Cocoon: ParsableCommand {
         subcommands: [
             Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, Exec.self, List.self, Ps.self,
             Pause.self, Resume.self, Update.self, Events.self, Spec.self, FeaturesCommand.self,
-            Check.self, Debug.self,
+            Check.self, Debug.self, SandboxDaemonCommand.self, StandInCommand.self,
         ])
 
     // Declared here too so that they parse before the subcommand name (`cocoon --root R create ...`).

@@ -6,6 +6,7 @@ import LinuxContainer
 import Logging
 import OCI
 import Processes
+import SandboxDaemon
 import Sockets
 import SystemCalls
 
@@ -73,6 +74,20 @@ struct CreateFlags: ParsableArguments {
         return o
     }
 
+    func vmOptions() throws -> VMRuntime.CreateOptions {
+        if preserveFds != 0 { throw CLIError("--preserve-fds cannot cross into a VM") }
+        var o = VMRuntime.CreateOptions()
+        o.pidFile = pidFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        if let consoleSocket {
+            do throws(SystemError) {
+                o.consoleSocket = try StreamSocket.connectUnix(path: consoleSocket, until: .after(seconds: 10)).detach()
+            } catch {
+                throw CLIError("--console-socket \(consoleSocket): \(error.message)")
+            }
+        }
+        return o
+    }
+
     var wantsTerminal: Bool { (try? OCI.Spec.load(bundle: bundle))?.process?.terminal == true }
 }
 
@@ -83,9 +98,13 @@ struct Create: ParsableCommand {
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
-            let runtime = try containerRuntime(config)
-            _ = try runtime.create(id: id, bundle: flags.bundle, options: try flags.options())
+        try runtimeCommand(global) { config, logger in
+            switch try RuntimeChoice.forNew(config, global, logger) {
+            case .process(let runtime):
+                _ = try runtime.create(id: id, bundle: flags.bundle, options: try flags.options())
+            case .vm(let runtime):
+                try runtime.create(id: id, bundle: flags.bundle, options: try flags.vmOptions())
+            }
         }
     }
 }
@@ -96,7 +115,12 @@ struct Start: ParsableCommand {
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in try containerRuntime(config).start(id) }
+        try runtimeCommand(global) { config, logger in
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): try runtime.start(id)
+            case .vm(let runtime): try runtime.start(id)
+            }
+        }
     }
 }
 
@@ -106,8 +130,12 @@ struct State: ParsableCommand {
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
-            let state = try containerRuntime(config).state(id)
+        try runtimeCommand(global) { config, logger in
+            let state: OCI.State
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): state = try runtime.state(id)
+            case .vm(let runtime): state = try runtime.state(id)
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(state), as: UTF8.self))
@@ -123,11 +151,14 @@ struct Kill: ParsableCommand {
     @Argument(help: "Signal name or number (TERM, SIGKILL, 9).") var signal: String = "SIGTERM"
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
             guard let sig = Signals.parse(signal) else {
                 throw CLIError("invalid signal '\(signal)': use a name such as TERM or SIGKILL, or a number from 1 to 64")
             }
-            try containerRuntime(config).kill(id, signal: sig, all: all)
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): try runtime.kill(id, signal: sig, all: all)
+            case .vm(let runtime): try runtime.kill(id, signal: sig, all: all)
+            }
         }
     }
 }
@@ -139,7 +170,12 @@ struct Delete: ParsableCommand {
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in try containerRuntime(config).delete(id, force: force) }
+        try runtimeCommand(global) { config, logger in
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): try runtime.delete(id, force: force)
+            case .vm(let runtime): try runtime.delete(id, force: force)
+            }
+        }
     }
 }
 
@@ -181,11 +217,25 @@ struct Run: ParsableCommand {
 
 extension Run {
     func runInVM(_ config: Configuration, _ logger: Logger) throws -> Int32 {
-        // What needs the per-sandbox daemon of the [docker] work is refused rather than half done.
-        if detach { throw CLIError("run --detach is not available with VM isolation yet: use --isolation process") }
-        if flags.consoleSocket != nil { throw CLIError("--console-socket is not available with VM isolation yet") }
-        if flags.pidFile != nil { throw CLIError("--pid-file is not available with VM isolation yet") }
         if flags.preserveFds != 0 { throw CLIError("--preserve-fds cannot cross into a VM") }
+        if detach || flags.pidFile != nil || flags.consoleSocket != nil {
+            // What the caller tracks by PID, or leaves running: the daemon and a stand-in, as create does.
+            // Signals are blocked before the first thread (the daemon connection's) starts.
+            let foreground = detach ? nil : try Foreground(wantsTerminal: false)
+            let runtime = vmRuntime(config, global, logger)
+            try runtime.create(id: id, bundle: flags.bundle, options: try flags.vmOptions())
+            do {
+                try runtime.start(id)
+            } catch {
+                try? runtime.delete(id, force: true)
+                throw error
+            }
+            guard let foreground else { return 0 }
+            let record = try runtime.store.load(id)
+            let status = try foreground.waitForChild(pid: record.standInPID) { try? runtime.kill(id, signal: $0, all: false) }
+            if !keep { try runtime.delete(id, force: true) }
+            return status
+        }
         let foreground = try Foreground(wantsTerminal: false)
         return try VMRun(config: config, logger: logger, id: id, bundle: flags.bundle, foreground: foreground).run()
     }
@@ -198,10 +248,14 @@ struct List: ParsableCommand {
     @Flag(name: [.short, .long], help: "Only ids.") var quiet = false
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
             guard ["table", "json"].contains(format) else { throw CLIError("--format must be table or json, not '\(format)'") }
-            let runtime = try containerRuntime(config)
-            let states = runtime.store.list().compactMap { try? runtime.state($0) }
+            let vm = vmRuntime(config, global, logger)
+            var states = vm.store.list().compactMap { try? vm.state($0) }
+            if let runtime = try? ContainerRuntime(root: config.runtime.root, initExecutable: initBinary(config)) {
+                states += runtime.store.list().compactMap { try? runtime.state($0) }
+            }
+            states.sort { $0.id < $1.id }
             if quiet {
                 states.forEach { print($0.id) }
             } else if format == "json" {
@@ -251,6 +305,25 @@ struct Foreground {
         if relayEnd != nil, let consoleSocket { close(consoleSocket) }
     }
 
+    /// For a child this process started without keeping its ChildProcess (a stand-in).
+    func waitForChild(pid: Int32, forward: (Int32) -> Void) throws -> Int32 {
+        let pidfd = cocoon_pidfd_open(pid)
+        guard pidfd >= 0 else { throw CLIError("process \(pid) is gone: \(String(cString: strerror(errno)))") }
+        defer { close(pidfd) }
+        while true {
+            let ready = try Poll.wait(for: [pidfd, signalFD], events: Int16(POLLIN), until: .after(seconds: 3600))
+            if ready == 1 {
+                let sig = cocoon_signalfd_read(signalFD)
+                if sig > 0 { forward(sig) }
+                continue
+            }
+            guard ready == 0 else { continue }
+            var status: Int32 = 0
+            guard waitpid(pid, &status, 0) == pid else { throw CLIError("wait for \(pid): \(String(cString: strerror(errno)))") }
+            return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        }
+    }
+
     func wait(for process: ChildProcess, forward: (Int32) -> Void) throws -> Int32 {
         if let relayEnd {
             let relay = try TerminalRelay.receive(on: relayEnd, until: .after(seconds: 10))
@@ -290,11 +363,14 @@ struct Exec: ParsableCommand {
     func run() throws {
         var status: Int32 = 0
         try runtimeCommand(global) { config, logger in
-            if config.runtime.isolation == .vm {
+            let runtime: ContainerRuntime
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .vm:
                 status = try execInVM(config, logger)
                 return
+            case .process(let r):
+                runtime = r
             }
-            let runtime = try containerRuntime(config)
             let p = try makeProcess { try runtime.execTemplate(id) }
             let terminal = p.terminal == true
             if terminal && detach && consoleSocket == nil {

@@ -3,19 +3,34 @@ import Cgroups
 import Foundation
 import LinuxContainer
 import OCI
+import SandboxDaemon
 
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Freeze every process of a container.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The container id.") var id: String
-    func run() throws { try runtimeCommand(global) { config, _ in try containerRuntime(config).pause(id) } }
+    func run() throws {
+        try runtimeCommand(global) { config, logger in
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): try runtime.pause(id)
+            case .vm(let runtime): try runtime.pause(id)
+            }
+        }
+    }
 }
 
 struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Thaw a paused container.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The container id.") var id: String
-    func run() throws { try runtimeCommand(global) { config, _ in try containerRuntime(config).resume(id) } }
+    func run() throws {
+        try runtimeCommand(global) { config, logger in
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): try runtime.resume(id)
+            case .vm(let runtime): try runtime.resume(id)
+            }
+        }
+    }
 }
 
 struct Ps: ParsableCommand {
@@ -26,9 +41,22 @@ struct Ps: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "ps options (table format only).") var psArguments: [String] = []
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
             guard ["table", "json"].contains(format) else { throw CLIError("--format must be table or json, not '\(format)'") }
-            let pids = try containerRuntime(config).processes(id)
+            let pids: [Int32]
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): pids = try runtime.processes(id)
+            case .vm(let runtime):
+                // Guest PIDs: the processes live in the VM, not on this host.
+                pids = try runtime.processes(id)
+                if format == "json" {
+                    print("[" + pids.map(String.init).joined(separator: ",") + "]")
+                } else {
+                    print("PID (in the VM)")
+                    pids.forEach { print($0) }
+                }
+                return
+            }
             if format == "json" {
                 print("[" + pids.map(String.init).joined(separator: ",") + "]")
                 return
@@ -55,7 +83,7 @@ struct Update: ParsableCommand {
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
             var r = Resources()
             if let resources {
                 let data = resources == "-" ? FileHandle.standardInput.readDataToEndOfFile()
@@ -76,7 +104,10 @@ struct Update: ParsableCommand {
             // The same validation as config.json, reported against the option.
             let probe = OCI.Spec(linux: Linux(resources: r))
             if let problem = probe.problems(file: "--resources").first { throw CLIError(problem.message) }
-            try containerRuntime(config).update(id, resources: r)
+            switch try RuntimeChoice.forExisting(id, config, global, logger) {
+            case .process(let runtime): try runtime.update(id, resources: r)
+            case .vm(let runtime): try runtime.update(id, resources: r)
+            }
         }
     }
 }
@@ -89,12 +120,18 @@ struct Events: ParsableCommand {
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
-        try runtimeCommand(global) { config, _ in
+        try runtimeCommand(global) { config, logger in
             guard interval >= 0.1 && interval <= 3600 else { throw CLIError("--interval must be between 0.1 and 3600 seconds") }
-            let runtime = try containerRuntime(config)
+            let choice = try RuntimeChoice.forExisting(id, config, global, logger)
             repeat {
-                let s = try runtime.stats(id)
-                print(Self.render(id: id, s))
+                switch choice {
+                case .process(let runtime): print(Self.render(id: id, try runtime.stats(id)))
+                case .vm(let runtime):
+                    // The guest's cgroup of the container.
+                    let g = try runtime.stats(id)
+                    print(Self.render(id: id, cpu: g.cpuUsageNanoseconds, memory: g.memoryUsageBytes, memoryLimit: g.memoryLimitBytes,
+                                      pids: g.pidsCurrent, pidsLimit: g.pidsLimit))
+                }
                 if stats { return }
                 Thread.sleep(forTimeInterval: interval)
             } while true
@@ -103,10 +140,15 @@ struct Events: ParsableCommand {
 
     /// runc's event shape: {"type":"stats","id":...,"data":{cpu, memory, pids}}.
     static func render(id: String, _ s: CgroupStats) -> String {
+        render(id: id, cpu: s.cpuUsageNanoseconds ?? 0, memory: s.memoryUsageBytes ?? 0, memoryLimit: s.memoryLimitBytes ?? 0,
+               pids: s.pidsCurrent ?? 0, pidsLimit: s.pidsLimit ?? 0)
+    }
+
+    static func render(id: String, cpu: UInt64, memory: UInt64, memoryLimit: UInt64, pids: UInt64, pidsLimit: UInt64) -> String {
         let data: [String: Any] = [
-            "cpu": ["usage": ["total": s.cpuUsageNanoseconds ?? 0]],
-            "memory": ["usage": ["usage": s.memoryUsageBytes ?? 0, "limit": s.memoryLimitBytes ?? 0]],
-            "pids": ["current": s.pidsCurrent ?? 0, "limit": s.pidsLimit ?? 0],
+            "cpu": ["usage": ["total": cpu]],
+            "memory": ["usage": ["usage": memory, "limit": memoryLimit]],
+            "pids": ["current": pids, "limit": pidsLimit],
         ]
         let event: [String: Any] = ["type": "stats", "id": id, "data": data]
         let json = (try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])) ?? Data()

@@ -6,6 +6,8 @@ import OCI
 import Sandbox
 import SystemCalls
 import AgentAPI
+import SandboxDaemon
+import Sockets
 
 /// `cocoon run` with VM isolation: a fresh VM for the bundle, the container in it in the foreground
 /// (stdio relayed, signals forwarded, the terminal in raw mode and kept the right size), the
@@ -32,6 +34,9 @@ struct VMRun {
         options.vcpus = size.vcpus
         options.networkNamespace = Sandbox.BootOptions.networkNamespace(of: spec)
         let sandbox: Sandbox
+        // The run directory's sockets stay under the configured runtime.root whatever --root says.
+        var config = config
+        config.runtime.root = config.runtime.sandboxBase
         do throws(SandboxError) {
             sandbox = try Sandbox.boot(id: id, configuration: config, options: options, logger: logger)
         } catch {
@@ -120,13 +125,35 @@ extension Exec {
     /// exec into a container that `cocoon run` holds in a VM: through that process's control socket,
     /// with the same stdio, terminal and signal handling as run.
     func execInVM(_ config: Configuration, _ logger: Logger) throws -> Int32 {
-        if detach { throw CLIError("exec --detach is not available with VM isolation yet") }
-        if consoleSocket != nil { throw CLIError("--console-socket is not available with VM isolation yet") }
-        if pidFile != nil { throw CLIError("--pid-file is not available with VM isolation yet: the process lives in the VM") }
-        let runDirectory = "\(config.runtime.root)/sandboxes/\(id)"
+        // A container of `cocoon create` (a daemon holds its VM), or of a foreground `cocoon run`.
+        let runtime = vmRuntime(config, global, logger)
+        let record = try? runtime.store.load(id)
+        if detach || pidFile != nil || consoleSocket != nil {
+            guard let record else {
+                throw CLIError("exec --detach, --pid-file and --console-socket need a container made by `cocoon create` or `run --detach`; \(id) is not one under \(config.runtime.root)")
+            }
+            let foreground = detach ? nil : try Foreground(wantsTerminal: false)
+            let process = try makeProcess { try Self.template(bundle: record.bundle) }
+            var options = VMRuntime.ExecOptions()
+            options.pidFile = pidFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            options.detach = detach
+            if let consoleSocket {
+                guard process.terminal == true else { throw CLIError("--console-socket was given but the process has no terminal") }
+                do throws(SystemError) {
+                    options.consoleSocket = try StreamSocket.connectUnix(path: consoleSocket, until: .after(seconds: 10)).detach()
+                } catch {
+                    throw CLIError("--console-socket \(consoleSocket): \(error.message)")
+                }
+            }
+            let child = try runtime.exec(id, process: process, options: options)
+            guard let foreground else { return 0 }
+            return try foreground.wait(for: child) { child.signal($0) }
+        }
+        let runDirectory = record?.runDirectory ?? "\(config.runtime.sandboxBase)/sandboxes/\(id)"
         let process = try makeProcess {
+            if let record { return try Self.template(bundle: record.bundle) }
             guard let bundle = try? String(contentsOfFile: runDirectory + "/bundle", encoding: .utf8) else {
-                throw CLIError("container \(id) is not running in a VM under \(config.runtime.root) (no \(runDirectory)/bundle)")
+                throw CLIError("container \(id) does not exist (no \(runtime.store.path(id)) and no VM at \(runDirectory))")
             }
             do throws(OCIError) {
                 return try OCI.Spec.load(bundle: bundle).process ?? OCI.Process()
@@ -194,5 +221,15 @@ extension Exec {
                 }
             },
             resize: resize)
+    }
+}
+
+extension Exec {
+    static func template(bundle: String) throws -> OCI.Process {
+        do throws(OCIError) {
+            return try OCI.Spec.load(bundle: bundle).process ?? OCI.Process()
+        } catch {
+            throw CLIError(error.message)
+        }
     }
 }

@@ -19,14 +19,15 @@ final class PrivateDockerd: @unchecked Sendable {
         return nil
     }
 
-    init() throws {
+    /// `runtimeArgs`: how dockerd runs cocoon (process isolation unless told otherwise).
+    init(runtimeArgs: [String] = ["--config", BundleFixture.configFile, "--isolation", "process"]) throws {
         containerd = try PrivateContainerd.forRuncShim()
         directory = containerd.directory + "/docker"
         socket = directory + "/docker.sock"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let daemon: [String: Any] = [
             "runtimes": ["cocoon": ["path": try #require(BundleFixture.cocoon),
-                                    "runtimeArgs": ["--config", BundleFixture.configFile, "--isolation", "process"]]],
+                                    "runtimeArgs": runtimeArgs]],
             "iptables": false, "bridge": "none", "ip-forward": false, "ip-masq": false,
             "data-root": directory + "/data", "exec-root": directory + "/exec", "pidfile": directory + "/docker.pid",
             "hosts": ["unix://" + socket], "containerd": containerd.socket, "storage-driver": "vfs",

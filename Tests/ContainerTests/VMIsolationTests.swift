@@ -1,0 +1,223 @@
+import Config
+import Foundation
+import Testing
+import TestSupport
+
+/// VM isolation through the runc command line: the configuration that boots the test kernel and
+/// initramfs (from COCOON_CONFIG, as `make test` sets it), with the VMs' run directories under a
+/// root of these tests' own.
+enum VMCLIFixture {
+    static let sandboxRoot = "/run/cocoon-test-vmcli"
+    /// Container records: check-leaks reports anything left in `<root>/containers`.
+    static let stateRoot = sandboxRoot + "/containers"
+
+    static let loaded: Result<Configuration, Error> = Result { try Configuration.load() }
+
+    static let configFile: String = {
+        let path = NSTemporaryDirectory() + "cocoon-test-vm-config-\(getpid()).toml"
+        guard case .success(let c) = loaded else { return path }
+        let toml = """
+            [hypervisor]
+            kernel = "\(c.hypervisor.kernel)"
+            initrd = "\(c.hypervisor.initrd)"
+            boot_timeout_seconds = 60
+            [runtime]
+            root = "\(sandboxRoot)"
+            init = "\(BundleFixture.staticInit)"
+
+            """
+        try? toml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    static var skipReason: String? {
+        if let reason = BundleFixture.skipReason { return reason }
+        switch loaded {
+        case .failure(let error): return "configuration: \(error)"
+        case .success(let c):
+            if !FileManager.default.isExecutableFile(atPath: c.hypervisor.path) { return "QEMU \(c.hypervisor.path) is not installed (make deps)" }
+            if !FileManager.default.fileExists(atPath: c.hypervisor.kernel) { return "guest kernel \(c.hypervisor.kernel) is not built (make test builds it)" }
+            if !FileManager.default.fileExists(atPath: c.hypervisor.initrd) { return "guest initramfs \(c.hypervisor.initrd) is not built (make test builds it)" }
+        }
+        return nil
+    }
+
+    /// `cocoon --config <vm> --root <state> ARGS`, stdout and stderr into `output` (which outlives the
+    /// command: stand-ins keep writing to it).
+    @discardableResult
+    static func cocoon(_ args: [String], stdin: String = "", output: String? = nil, timeout: Double = 120) throws -> (Int32, String) {
+        let p = Foundation.Process()
+        p.executableURL = URL(fileURLWithPath: try #require(BundleFixture.cocoon))
+        p.arguments = ["--config", configFile, "--root", stateRoot] + args
+        let out = output ?? NSTemporaryDirectory() + "cocoon-vmcli-\(UUID().uuidString).out"
+        let input = out + ".in"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        FileManager.default.createFile(atPath: input, contents: Data(stdin.utf8))
+        defer {
+            try? FileManager.default.removeItem(atPath: input)
+            if output == nil { try? FileManager.default.removeItem(atPath: out) }
+        }
+        // One open file description for both, so that stdout and stderr append rather than overwrite.
+        let handle = FileHandle(forWritingAtPath: out)
+        p.standardOutput = handle
+        p.standardError = handle
+        p.standardInput = FileHandle(forReadingAtPath: input)
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(5000) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            Issue.record("cocoon \(args.joined(separator: " ")) did not finish within \(timeout) s")
+        }
+        p.waitUntilExit()
+        return (p.terminationStatus, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
+    static func state(_ id: String) throws -> [String: Any] {
+        let (status, out) = try cocoon(["state", id])
+        guard status == 0, let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] else {
+            throw PrivateContainerd.Failure("cocoon state \(id): \(out)")
+        }
+        return json
+    }
+
+    static func record(_ id: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(stateRoot)/\(id)/vm.json"))
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    static func waitFor(_ what: String, seconds: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(50_000)
+        }
+        return try condition()
+    }
+
+    /// QEMU, virtiofsd, daemons and stand-ins of these tests still running.
+    static func leftoverProcesses() -> [String] {
+        PrivateContainerd.processes(named: "qemu-system", mentioning: sandboxRoot)
+            + PrivateContainerd.processes(named: "virtiofsd", mentioning: sandboxRoot)
+            + PrivateContainerd.processes(named: "sandbox-daemon", mentioning: configFile)
+            + PrivateContainerd.processes(named: "stand-in", mentioning: configFile)
+    }
+
+    static func leftoverState() -> [String] {
+        (((try? FileManager.default.contentsOfDirectory(atPath: stateRoot)) ?? [])
+            + ((try? FileManager.default.contentsOfDirectory(atPath: sandboxRoot + "/sandboxes")) ?? [])).sorted()
+    }
+
+    static func expectNothingLeft(_ comment: String) {
+        let clean = waitFor("cleanup", seconds: 15) { leftoverProcesses().isEmpty && leftoverState().isEmpty }
+        #expect(clean, "\(comment): left \(leftoverProcesses()) \(leftoverState())")
+    }
+}
+
+@Suite(.serialized, .enabled(if: VMCLIFixture.skipReason == nil, Comment(rawValue: VMCLIFixture.skipReason ?? "")))
+struct VMIsolationCLITests {
+    @Test func aContainerInAVMThroughTheRuncLifecycle() throws {
+        let b = try BundleFixture(args: ["sh", "-c",
+            "read line; echo got:$line; echo to-stderr >&2; trap 'echo term; exit 7' TERM; echo waiting; while true; do sleep 0.1; done"])
+        defer { b.remove() }
+        let id = "vmcli-life"
+        let out = NSTemporaryDirectory() + "cocoon-vmcli-\(id).out"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let pidFile = b.directory + "/pid"
+        defer { _ = try? VMCLIFixture.cocoon(["delete", "--force", id]) }
+
+        var r = try VMCLIFixture.cocoon(["create", "--bundle", b.directory, "--pid-file", pidFile, id], stdin: "typed\n", output: out)
+        #expect(r.0 == 0, "\(r.1)")
+        let pid = try #require(Int32((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""))
+        var state = try VMCLIFixture.state(id)
+        #expect(state["status"] as? String == "created")
+        #expect(state["pid"] as? Int == Int(pid))
+        // The stand-in holds the container's network namespace (docker's prestart hook opens it).
+        let hostNet = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net") != hostNet)
+        #expect(!PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).isEmpty)
+
+        r = try VMCLIFixture.cocoon(["start", id])
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(VMCLIFixture.waitFor("output") { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("waiting") })
+        var output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(output.contains("got:typed") && output.contains("to-stderr"), "\(output)")
+        state = try VMCLIFixture.state(id)
+        #expect(state["status"] as? String == "running")
+
+        r = try VMCLIFixture.cocoon(["ps", "--format", "json", id])
+        #expect(r.0 == 0 && r.1.hasPrefix("[") && r.1.count > 3, "\(r.1)")
+        r = try VMCLIFixture.cocoon(["exec", id, "sh", "-c", "echo exec-$((6*7)); exit 4"])
+        #expect(r.0 == 4 && r.1.contains("exec-42"), "\(r.1)")
+        let execPID = b.directory + "/exec.pid"
+        r = try VMCLIFixture.cocoon(["exec", "--detach", "--pid-file", execPID, id, "sleep", "1"])
+        #expect(r.0 == 0, "\(r.1)")
+        let standIn = try #require(Int32((try? String(contentsOfFile: execPID, encoding: .utf8)) ?? ""))
+        #expect(VMCLIFixture.waitFor("exec exit", seconds: 20) { !BundleFixture.isRunning(pid: standIn) }, "the exec's stand-in ends with its process")
+
+        #expect(try VMCLIFixture.cocoon(["pause", id]).0 == 0)
+        #expect(try VMCLIFixture.state(id)["status"] as? String == "paused")
+        #expect(try VMCLIFixture.cocoon(["resume", id]).0 == 0)
+        #expect(try VMCLIFixture.state(id)["status"] as? String == "running")
+        r = try VMCLIFixture.cocoon(["events", "--stats", id])
+        #expect(r.0 == 0 && r.1.contains("\"memory\""), "\(r.1)")
+
+        r = try VMCLIFixture.cocoon(["delete", id])
+        #expect(r.0 == 1 && r.1.contains("running"), "delete of a running container fails: \(r.1)")
+        r = try VMCLIFixture.cocoon(["kill", id, "TERM"])
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(VMCLIFixture.waitFor("stop") { (try? VMCLIFixture.state(id)["status"] as? String) == "stopped" })
+        #expect(VMCLIFixture.waitFor("stand-in exit", seconds: 15) { !BundleFixture.isRunning(pid: pid) })
+        output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(output.contains("term"), "\(output)")
+        r = try VMCLIFixture.cocoon(["kill", id, "TERM"])
+        #expect(r.0 == 1 && r.1.contains("not running"), "kill of a stopped container: \(r.1)")
+
+        r = try VMCLIFixture.cocoon(["delete", id])
+        #expect(r.0 == 0, "\(r.1)")
+        r = try VMCLIFixture.cocoon(["state", id])
+        #expect(r.0 == 1 && r.1.contains("does not exist"), "\(r.1)")
+        VMCLIFixture.expectNothingLeft("after delete")
+    }
+
+    @Test func runWithAPidFileWaitsForTheStandInAndReturnsTheGuestStatus() throws {
+        let b = try BundleFixture(args: ["sh", "-c", "read x; echo run-$x; exit 5"])
+        defer { b.remove() }
+        let r = try VMCLIFixture.cocoon(["run", "--pid-file", b.directory + "/pid", "--bundle", b.directory, "vmcli-run"], stdin: "in\n")
+        #expect(r.0 == 5, "\(r.1)")
+        #expect(r.1.contains("run-in"), "\(r.1)")
+        VMCLIFixture.expectNothingLeft("after run")
+    }
+
+    @Test func aKilledDaemonLeavesAStoppedContainerThatDeleteCleansUp() throws {
+        let b = try BundleFixture(args: ["sh", "-c", "while true; do sleep 0.1; done"])
+        defer { b.remove() }
+        let id = "vmcli-stale"
+        defer { _ = try? VMCLIFixture.cocoon(["delete", "--force", id]) }
+        var r = try VMCLIFixture.cocoon(["run", "--detach", "--bundle", b.directory, id])
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(try VMCLIFixture.state(id)["status"] as? String == "running")
+        let daemon = try #require(try VMCLIFixture.record(id)["daemonPID"] as? Int)
+        kill(Int32(daemon), SIGKILL)
+        #expect(VMCLIFixture.waitFor("stale") { (try? VMCLIFixture.state(id)["status"] as? String) == "stopped" })
+        r = try VMCLIFixture.cocoon(["delete", id])
+        #expect(r.0 == 0, "\(r.1)")
+        VMCLIFixture.expectNothingLeft("after the daemon was killed")
+    }
+
+    @Test func badInputIsReportedWithoutLeavingAnything() throws {
+        let b = try BundleFixture(args: ["true"]) { config in
+            var process = config["process"] as! [String: Any]
+            process["terminal"] = true
+            config["process"] = process
+        }
+        defer { b.remove() }
+        var r = try VMCLIFixture.cocoon(["create", "--bundle", b.directory, "vmcli-bad"])
+        #expect(r.0 == 1 && r.1.contains("--console-socket"), "\(r.1)")
+        r = try VMCLIFixture.cocoon(["create", "--bundle", b.directory, "bad/id"])
+        #expect(r.0 == 1 && r.1.contains("invalid"), "\(r.1)")
+        r = try VMCLIFixture.cocoon(["start", "vmcli-missing"])
+        #expect(r.0 == 1 && r.1.contains("does not exist"), "\(r.1)")
+        VMCLIFixture.expectNothingLeft("after bad input")
+    }
+}
