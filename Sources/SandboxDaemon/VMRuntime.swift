@@ -128,7 +128,12 @@ public struct VMRuntime: Sendable {
         let sync = try Self.socketPair()
         var syncParent: FileDescriptor? = sync.0
         defer { syncParent?.close() }
-        spawn.fds = [0, 1, 2, sync.1.rawValue] + (options.consoleSocket.map { [$0] } ?? [])
+        // With a terminal the stdio is the pty's; the caller's descriptors may be a pipe that the
+        // caller reads to its end (containerd's runc shim collects `create`'s output so): not kept.
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        let stdio: [Int32?] = terminal ? [devNull, devNull, devNull] : [0, 1, 2]
+        spawn.fds = stdio + [sync.1.rawValue] + (options.consoleSocket.map { [$0] } ?? [])
         let runDirectory = joined?.runDirectory ?? "\(sandboxRoot)/sandboxes/\(Self.sandboxName(root: store.root, id: id))"
         var arguments = ["stand-in", "--run-directory", runDirectory, "--container", id, "--bundle", bundle,
                          "--start-timeout", "\(Int(config.hypervisor.bootTimeoutSeconds) + 120)"]
@@ -449,7 +454,10 @@ public struct VMRuntime: Sendable {
         spawn.killWithParent = false
         let sync = try Self.socketPair()
         defer { sync.0.close() }
-        spawn.fds = [0, 1, 2, sync.1.rawValue] + (options.consoleSocket.map { [$0] } ?? [])
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        let stdio: [Int32?] = terminal ? [devNull, devNull, devNull] : [0, 1, 2]
+        spawn.fds = stdio + [sync.1.rawValue] + (options.consoleSocket.map { [$0] } ?? [])
         var arguments = ["stand-in", "--run-directory", record.runDirectory, "--container", id, "--exec", execID,
                          "--process-file", processFile, "--start-timeout", "30"]
         if terminal { arguments.append("--terminal") }

@@ -221,3 +221,106 @@ struct VMIsolationCLITests {
         VMCLIFixture.expectNothingLeft("after bad input")
     }
 }
+
+/// containerd's own runc shim and dockerd driving cocoon with VM isolation, as they drive runc.
+@Suite(.serialized, .enabled(if: VMCLIFixture.skipReason == nil && PrivateDockerd.skipReason == nil,
+                             Comment(rawValue: VMCLIFixture.skipReason ?? PrivateDockerd.skipReason ?? "")))
+struct VMIsolationClientTests {
+    let image = "docker.io/library/busybox:cocoon"
+
+    @Test func ctrWithCocoonAsTheRuncBinaryRunsVMs() throws {
+        let ctd = try PrivateContainerd.forRuncShim()
+        defer { ctd.stop() }
+        let wrapper = ctd.directory + "/cocoon-vm"
+        try "#!/bin/sh\nexec \(try #require(BundleFixture.cocoon)) --config \(VMCLIFixture.configFile) \"$@\"\n"
+            .write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let runtime = ["--runc-binary", wrapper]
+
+        // Output and exit status, from a kernel of its own.
+        var r = try ctd.ctr(["run", "--rm"] + runtime + [image, "ctr-vm-once", "sh", "-c", "echo kernel-$(uname -r); exit 5"])
+        #expect(r.0 == 5, "\(r.1)")
+        let hostKernel = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(r.1.contains("kernel-") && !r.1.contains("kernel-\(hostKernel)"), "\(r.1)")
+
+        // A terminal through the console socket: the stand-in's pty.
+        let ctrTTY = "/usr/bin/ctr -a \(ctd.socket) run --rm -t --runc-binary \(wrapper) \(image) ctr-vm-tty sh"
+        r = try PrivateContainerd.shell(["-c", "(sleep 4; printf 'tty; echo in-tty-$((6*7)); exit 9\\r') | script -qec '\(ctrTTY)' /dev/null"], timeout: 120)
+        #expect(r.0 == 9, "\(r.1)")
+        #expect(r.1.contains("/dev/pts/0") && r.1.contains("in-tty-42"), "\(r.1)")
+
+        // A detached task: ps, exec, pause/resume, kill with a signal, its exit status, removal.
+        r = try ctd.ctr(["run", "-d"] + runtime + [image, "ctr-vm-task", "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"])
+        #expect(r.0 == 0, "\(r.1)")
+        r = try ctd.ctr(["task", "exec", "--exec-id", "e1", "ctr-vm-task", "sh", "-c", "echo exec-in-vm; exit 3"])
+        #expect(r.0 == 3 && r.1.contains("exec-in-vm"), "\(r.1)")
+        #expect(try ctd.ctr(["task", "pause", "ctr-vm-task"]).0 == 0)
+        #expect(try ctd.ctr(["task", "ls"]).1.contains("PAUSED"))
+        #expect(try ctd.ctr(["task", "resume", "ctr-vm-task"]).0 == 0)
+        #expect(try ctd.ctr(["task", "ls"]).1.contains("RUNNING"))
+        #expect(try ctd.ctr(["task", "kill", "-s", "TERM", "ctr-vm-task"]).0 == 0)
+        #expect(VMCLIFixture.waitFor("stopped") { (try? ctd.ctr(["task", "ls"]).1.contains("STOPPED")) == true })
+        r = try ctd.ctr(["task", "ls"])
+        #expect(r.1.contains("STOPPED"), "\(r.1)")
+        r = try ctd.ctr(["task", "rm", "ctr-vm-task"])
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(try ctd.ctr(["containers", "rm", "ctr-vm-task"]).0 == 0)
+        #expect(VMCLIFixture.waitFor("shims", seconds: 10) { ctd.leftoverShims().isEmpty }, "\(ctd.leftoverShims())")
+        let vmLeft = VMCLIFixture.waitFor("cleanup", seconds: 15) {
+            PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).isEmpty
+                && PrivateContainerd.processes(named: "sandbox-daemon", mentioning: VMCLIFixture.configFile).isEmpty
+        }
+        #expect(vmLeft, "no VM or daemon outlives its containers")
+    }
+
+    @Test func dockerRunsVMContainersWithCocoon() throws {
+        let d = try PrivateDockerd(runtimeArgs: ["--config", VMCLIFixture.configFile])
+        defer { d.stop() }
+        let run = ["run", "--runtime=cocoon", "--network", "none"]
+
+        var r = try d.docker(run + ["--rm", d.image, "sh", "-c", "echo hello from a vm; uname -r; exit 6"], timeout: 120)
+        #expect(r.0 == 6, "\(r.1)")
+        #expect(r.1.contains("hello from a vm"), "\(r.1)")
+
+        r = try d.docker(run + ["--rm", "-i", d.image, "sh", "-c", "read x; echo got:$x"], stdin: "typed\n", timeout: 120)
+        #expect(r.1.contains("got:typed"), "\(r.1)")
+
+        let it = "/usr/bin/docker -H unix://\(d.socket) run --rm -it --runtime=cocoon --network none \(d.image) sh"
+        r = try PrivateContainerd.shell(["-c", "(sleep 5; printf 'tty; echo it-$((6*7)); exit 4\\r') | script -qec '\(it)' /dev/null"], timeout: 120)
+        #expect(r.0 == 4, "\(r.1)")
+        #expect(r.1.contains("it-42") && r.1.contains("/dev/pts/0"), "\(r.1)")
+
+        // A detached container: exec, logs, stop (SIGTERM), kill -s, restart, rm -f.
+        r = try d.docker(run + ["-d", "--name", "vk", d.image, "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        r = try d.docker(["exec", "vk", "sh", "-c", "echo exec-ok; exit 3"])
+        #expect(r.0 == 3 && r.1.contains("exec-ok"), "\(r.1)")
+        #expect(try d.docker(["stop", "-t", "10", "vk"]).0 == 0)
+        #expect(try d.docker(["inspect", "-f", "{{.State.ExitCode}}", "vk"]).1.hasPrefix("0"))
+        r = try d.docker(["logs", "vk"])
+        #expect(r.1.contains("started") && r.1.contains("bye"), "\(r.1)")
+        #expect(try d.docker(["start", "vk"], timeout: 120).0 == 0)
+        #expect(try d.docker(["restart", "-t", "1", "vk"], timeout: 120).0 == 0)
+        #expect(try d.docker(["inspect", "-f", "{{.State.Running}}", "vk"]).1.hasPrefix("true"), "survives a restart")
+        #expect(try d.docker(["kill", "-s", "KILL", "vk"]).0 == 0)
+        #expect(try d.docker(["inspect", "-f", "{{.State.ExitCode}}", "vk"]).1.hasPrefix("137"))
+        #expect(try d.docker(["rm", "-f", "vk"]).0 == 0)
+
+        // stop of a container that ignores SIGTERM: SIGKILL after the timeout; rm -f of a running one.
+        r = try d.docker(run + ["-d", "--name", "vstubborn", d.image, "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"], timeout: 120)
+        let started = Date()
+        #expect(try d.docker(["stop", "-t", "1", "vstubborn"]).0 == 0)
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(try d.docker(["inspect", "-f", "{{.State.ExitCode}}", "vstubborn"]).1.hasPrefix("137"))
+        #expect(try d.docker(["start", "vstubborn"], timeout: 120).0 == 0)
+        #expect(try d.docker(["rm", "-f", "vstubborn"]).0 == 0)
+
+        #expect(VMCLIFixture.waitFor("shims", seconds: 10) { d.containerd.leftoverShims().isEmpty }, "\(d.containerd.leftoverShims())")
+        let vmLeft = VMCLIFixture.waitFor("cleanup", seconds: 15) {
+            PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).isEmpty
+                && PrivateContainerd.processes(named: "sandbox-daemon", mentioning: VMCLIFixture.configFile).isEmpty
+                && PrivateContainerd.processes(named: "stand-in", mentioning: VMCLIFixture.configFile).isEmpty
+        }
+        #expect(vmLeft, "no VM, daemon or stand-in outlives its containers")
+    }
+}
