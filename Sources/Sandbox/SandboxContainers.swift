@@ -163,9 +163,12 @@ extension Sandbox {
 
     /// The same for a process whose stdio channels another process opened through the control
     /// socket (the per-sandbox daemon's clients): that process relays them, not this one.
+    /// `sharesVMNetwork`: the container's own new network namespace on the host is the one the VM
+    /// took over, so in the guest it joins the VM's network instead of getting an empty one.
     @discardableResult
-    public func createContainer(id: String, bundle: String, channels: Cocoon_Agent_V1_StdioChannels) throws(SandboxError) -> Int32 {
-        try createContainer(id: id, bundle: bundle, terminal: channels.terminal) { () throws(SandboxError) -> OpenedStdio in
+    public func createContainer(id: String, bundle: String, channels: Cocoon_Agent_V1_StdioChannels,
+                                sharesVMNetwork: Bool = false) throws(SandboxError) -> Int32 {
+        try createContainer(id: id, bundle: bundle, terminal: channels.terminal, sharesVMNetwork: sharesVMNetwork) { () throws(SandboxError) -> OpenedStdio in
             OpenedStdio(message: channels, relay: nil, reset: {})
         }
     }
@@ -176,7 +179,7 @@ extension Sandbox {
         let reset: () -> Void
     }
 
-    private func createContainer(id: String, bundle: String, terminal requested: Bool,
+    private func createContainer(id: String, bundle: String, terminal requested: Bool, sharesVMNetwork: Bool = false,
                                  openStdio: () throws(SandboxError) -> OpenedStdio) throws(SandboxError) -> Int32 {
         guard let shared else {
             throw SandboxError(.failedPrecondition, "sandbox \(self.id) was booted without a shared filesystem")
@@ -211,6 +214,7 @@ extension Sandbox {
             }
             spec.hooks = nil
         }
+        if sharesVMNetwork { spec.linux?.namespaces?.removeAll { $0.type == .network } }
         let hostDir = "\(shared.hostPath)/\(id)"
         let guestDir = "\(SharedFiles.guestMountPoint)/\(id)"
         let rootfs = root.path.hasPrefix("/") ? root.path : bundle + "/" + root.path

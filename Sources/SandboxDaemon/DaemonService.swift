@@ -84,7 +84,9 @@ public final class DaemonService: @unchecked Sendable {
         }
         let pid: Int32
         do throws(SandboxError) {
-            pid = try sandbox.createContainer(id: r.containerID, bundle: r.bundle, channels: channels)
+            // The VM carries the network namespace the stand-in made: its containers share the VM's.
+            pid = try sandbox.createContainer(id: r.containerID, bundle: r.bundle, channels: channels,
+                                              sharesVMNetwork: sandbox.network != nil)
         } catch {
             throw SandboxDaemonError(error, context: "")
         }

@@ -290,6 +290,21 @@ struct VMIsolationClientTests {
         #expect(r.0 == 4, "\(r.1)")
         #expect(r.1.contains("it-42") && r.1.contains("/dev/pts/0"), "\(r.1)")
 
+        // --memory reaches the guest's cgroup (and sizes the VM): a 64 MiB buffer under 32 MiB is OOM-killed.
+        r = try d.docker(run + ["--rm", "--memory", "32m", d.image, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"], timeout: 120)
+        #expect(r.0 == 137, "\(r.1)")
+
+        // docker's networking: its prestart hook moves a veth into the stand-in's namespace, which the
+        // VM takes over; the container gets docker's address and reaches the bridge.
+        let bridge = "cocoon-dbr\(getpid() % 100_000)"
+        r = try d.docker(["network", "create", "--subnet", "198.18.20.0/24", "--gateway", "198.18.20.1",
+                          "-o", "com.docker.network.bridge.name=\(bridge)", "cocoon-vmnet"])
+        #expect(r.0 == 0, "\(r.1)")
+        r = try d.docker(["run", "--rm", "--runtime=cocoon", "--network", "cocoon-vmnet", "--ip", "198.18.20.7", d.image, "sh", "-c",
+                          "ip -4 addr show eth0; ping -c 1 -W 10 198.18.20.1 && echo bridge-reached"], timeout: 120)
+        #expect(r.0 == 0 && r.1.contains("198.18.20.7/24") && r.1.contains("bridge-reached"), "\(r.1)")
+        #expect(try d.docker(["network", "rm", "cocoon-vmnet"]).0 == 0)
+
         // A detached container: exec, logs, stop (SIGTERM), kill -s, restart, rm -f.
         r = try d.docker(run + ["-d", "--name", "vk", d.image, "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done"], timeout: 120)
         #expect(r.0 == 0, "\(r.1)")
