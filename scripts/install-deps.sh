@@ -15,7 +15,7 @@ packages=(
   # container test fixtures, and the runtimes the benchmarks compare with
   busybox-static runc crun
   # real clients in the tests: containerd and ctr, and umoci to build the offline busybox image
-  containerd umoci docker.io
+  containerd umoci docker.io podman
   # protobuf code generation (make protos), and the Go ttrpc library the tests use as an independent peer
   protobuf-compiler golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev
   # containerd's own protos, for the shim's generated Swift (make protos)

@@ -339,3 +339,75 @@ struct VMIsolationClientTests {
         #expect(vmLeft, "no VM, daemon or stand-in outlives its containers")
     }
 }
+
+/// Debian's podman 4.3 (with conmon) on private storage and run roots, cocoon as its OCI runtime.
+final class PrivatePodman: @unchecked Sendable {
+    let directory = "/tmp/cocoon-podman-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let image = "localhost/busybox:cocoon"
+
+    static var skipReason: String? {
+        for tool in ["/usr/bin/podman", "/usr/bin/conmon", "/usr/bin/script"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            return "\(tool) is not installed (make deps installs podman)"
+        }
+        return nil
+    }
+
+    var base: [String] {
+        ["/usr/bin/podman", "--root", directory + "/storage", "--runroot", directory + "/run", "--storage-driver", "vfs",
+         "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", directory + "/cocoon-vm"]
+    }
+
+    init() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "#!/bin/sh\nexec \(try #require(BundleFixture.cocoon)) --config \(VMCLIFixture.configFile) \"$@\"\n"
+            .write(toFile: directory + "/cocoon-vm", atomically: true, encoding: .utf8)
+        chmod(directory + "/cocoon-vm", 0o755)
+        let (status, out) = try Subprocess.bash("tar -C \(BundleFixture.sharedRootfs) -c . | \(PrivateContainerd.quote(base)) import - \(image)")
+        guard status == 0 else { stop(); throw PrivateContainerd.Failure("podman import: \(out)") }
+    }
+
+    func podman(_ args: [String], timeout: Double = 120) throws -> (Int32, String) {
+        try Subprocess.bash(PrivateContainerd.quote(base + args), timeout: timeout)
+    }
+
+    func stop() {
+        _ = try? podman(["rm", "-af", "-t", "1"])
+        _ = try? Subprocess.bash("grep -o ' \(directory)[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l")
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+@Suite(.serialized, .enabled(if: VMCLIFixture.skipReason == nil && PrivatePodman.skipReason == nil,
+                             Comment(rawValue: VMCLIFixture.skipReason ?? PrivatePodman.skipReason ?? "")))
+struct VMIsolationPodmanTests {
+    @Test func podmanRunsVMContainersWithCocoon() throws {
+        let p = try PrivatePodman()
+        defer { p.stop() }
+        let run = ["run", "--network", "none"]
+        var r = try p.podman(run + ["--rm", p.image, "sh", "-c", "echo hello from podman; exit 3"])
+        #expect(r.0 == 3 && r.1.contains("hello from podman"), "\(r.1)")
+
+        let it = PrivateContainerd.quote(p.base + ["run", "--rm", "-it", "--network", "none", p.image, "sh"])
+        r = try Subprocess.bash("(sleep 5; printf 'tty; echo it-$((6*7)); exit 4\\r') | script -qec \"\(it)\" /dev/null", timeout: 120)
+        #expect(r.0 == 4 && r.1.contains("it-42") && r.1.contains("/dev/pts/0"), "\(r.1)")
+
+        r = try p.podman(run + ["-d", "--name", "pk", p.image, "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done"])
+        #expect(r.0 == 0, "\(r.1)")
+        r = try p.podman(["exec", "pk", "sh", "-c", "echo exec-ok; exit 3"])
+        #expect(r.0 == 3 && r.1.contains("exec-ok"), "\(r.1)")
+        #expect(try p.podman(["stop", "-t", "10", "pk"]).0 == 0)
+        r = try p.podman(["inspect", "-f", "{{.State.ExitCode}}", "pk"])
+        #expect(r.1.hasPrefix("0"), "\(r.1)")
+        r = try p.podman(["logs", "pk"])
+        #expect(r.1.contains("started") && r.1.contains("bye"), "\(r.1)")
+        #expect(try p.podman(["start", "pk"]).0 == 0)
+        #expect(try p.podman(["rm", "-f", "pk"]).0 == 0)
+
+        let vmLeft = VMCLIFixture.waitFor("cleanup", seconds: 15) {
+            PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).isEmpty
+                && PrivateContainerd.processes(named: "sandbox-daemon", mentioning: VMCLIFixture.configFile).isEmpty
+                && PrivateContainerd.processes(named: "stand-in", mentioning: VMCLIFixture.configFile).isEmpty
+        }
+        #expect(vmLeft, "no VM, daemon or stand-in outlives its containers")
+    }
+}
