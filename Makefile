@@ -17,7 +17,7 @@ BIN         := $(BUILD)/bin
 INIT_SOURCES := $(shell find Sources/cocoon-init Sources/LinuxContainer Sources/Cgroups Sources/OCI Sources/Processes Sources/SystemCalls Sources/CSupport Sources/StatusCodes -type f) Package.swift
 AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes Sources/TTRPC Sources/Mux Sources/Processes Sources/LinuxContainer Sources/Cgroups Sources/OCI -type f) Package.swift
 
-.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare bench-sandbox bench-shim bench-net release install uninstall clean
+.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare bench-sandbox bench-shim bench-net bench-docker release install uninstall clean
 
 all: guest host $(BIN)/cocoon-init config
 
@@ -103,7 +103,7 @@ test: all
 	@bash scripts/check-leaks.sh /run/cocoon-test /run/cocoon-dev /run/cocoon-test-containers /run/cocoon-test-agent /run/cocoon-test-shim /run/cocoon-test-cri /run/cocoon-test-vmcli
 
 ## Benchmarks: not tests; they print ratios against baselines measured in the same run.
-bench: bench-boot bench-bare bench-sandbox bench-shim bench-net
+bench: bench-boot bench-bare bench-sandbox bench-shim bench-net bench-docker
 
 bench-boot: all
 	$(BIN_DIR)/cocoon-bench boot --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --runs 5
@@ -122,6 +122,10 @@ bench-shim: all release
 ## Pod networking: TCP throughput and RTT, VM container vs two plain namespaces.
 bench-net: all release
 	@bash scripts/bench-net.sh $(BIN)/cocoon $(DEV_CONFIG)
+
+## docker end to end: `docker run --rm busybox true`, cocoon (VM per container) against runc.
+bench-docker: all release
+	@bash scripts/bench-docker.sh $(BIN)/cocoon $(DEV_CONFIG) 5
 
 ## Release builds are what is measured.
 bench-bare: all
