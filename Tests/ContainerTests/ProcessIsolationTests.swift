@@ -3,6 +3,7 @@ import Sockets
 import SystemCalls
 import Foundation
 import Testing
+import TestSupport
 
 /// The runc command line with process isolation, on busybox bundles made offline.
 @Suite(.serialized, .enabled(if: BundleFixture.skipReason == nil, Comment(rawValue: BundleFixture.skipReason ?? "")))
@@ -288,9 +289,15 @@ struct ProcessIsolationTests {
         r = try b.cocoon(["kill", "whatever", "SIGNOPE"])
         #expect(r.0 == 1)
         #expect(r.2.contains("invalid signal"))
-        r = try BundleFixture.run(["--config", BundleFixture.configFile, "create", "-b", b.directory, "vm-mode"])
+        // VM isolation (the default) with a configuration that has no guest kernel: the error says what
+        // is missing, and create leaves nothing behind (no record, no daemon, no stand-in).
+        let vmRoot = NSTemporaryDirectory() + "cocoon-vm-mode-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: vmRoot) }
+        r = try BundleFixture.run(["--config", BundleFixture.configFile, "--root", vmRoot, "create", "-b", b.directory, "vm-mode"])
         #expect(r.0 == 1)
-        #expect(r.2.contains("--isolation process"))
+        #expect(r.2.contains("guest kernel") && r.2.contains("not found"), "\(r.2)")
+        #expect(!FileManager.default.fileExists(atPath: vmRoot + "/vm-mode"))
+        #expect(PrivateContainerd.processes(named: "stand-in", mentioning: BundleFixture.configFile).isEmpty)
     }
 }
 
