@@ -20,6 +20,9 @@ public struct VMContainerRecord: Codable, Sendable, Equatable {
     /// The host-side stand-in for the container's process: the PID `state` reports.
     public var standInPID: Int32
     public var standInStartTime: UInt64
+    /// The container's cgroup on the host (absolute), holding its stand-in and, for the sandbox's first
+    /// container, the daemon, QEMU and virtiofsd.
+    public var hostCgroup: String?
     /// The hooks that run on the host after create.
     public var poststart: [Hook]?
     public var poststop: [Hook]?
@@ -41,6 +44,15 @@ public struct VMContainerRecord: Codable, Sendable, Equatable {
         self.standInStartTime = standInStartTime
         self.poststart = poststart
         self.poststop = poststop
+    }
+
+    public init(id: String, bundle: String, rootfs: String, created: String, owner: String, annotations: [String: String]?,
+                sandboxName: String, runDirectory: String, daemonPID: Int32, daemonStartTime: UInt64,
+                standInPID: Int32, standInStartTime: UInt64, hostCgroup: String?, poststart: [Hook]?, poststop: [Hook]?) {
+        self.init(id: id, bundle: bundle, rootfs: rootfs, created: created, owner: owner, annotations: annotations,
+                  sandboxName: sandboxName, runDirectory: runDirectory, daemonPID: daemonPID, daemonStartTime: daemonStartTime,
+                  standInPID: standInPID, standInStartTime: standInStartTime, poststart: poststart, poststop: poststop)
+        self.hostCgroup = hostCgroup
     }
 
     public var daemonIsAlive: Bool { ProcessInfoReader.startTime(pid: daemonPID) == daemonStartTime }

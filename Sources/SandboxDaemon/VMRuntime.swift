@@ -1,4 +1,5 @@
 import AgentAPI
+import Cgroups
 import CSupport
 import Config
 import Foundation
@@ -93,6 +94,17 @@ public struct VMRuntime: Sendable {
         var standIn: ChildProcess?
         var daemon: ChildProcess?
         var succeeded = false
+        // The container's cgroup on the host (its cgroupsPath): the stand-in joins it, and with a new
+        // sandbox the daemon, QEMU and virtiofsd too, so what the host accounts to the container (what
+        // containerd's runc shim and `docker stats` read through the stand-in's PID) is what its VM costs.
+        let hostCgroup: CgroupManager
+        do throws(CgroupError) {
+            hostCgroup = try CgroupManager(cgroupsPath: spec.linux?.cgroupsPath, containerID: id)
+            try hostCgroup.create()
+        } catch {
+            Files.removeTree(dir)
+            throw SandboxDaemonError(error.code, "\(bundle)/config.json: linux.cgroupsPath: \(error.message)")
+        }
         defer {
             if !succeeded {
                 standIn?.kill()
@@ -100,6 +112,7 @@ public struct VMRuntime: Sendable {
                     daemon.signal(SIGTERM)
                     if (try? daemon.wait(until: .after(seconds: 15))) == nil { daemon.kill() }
                 }
+                try? hostCgroup.destroy()
                 Files.removeTree(dir)
             }
         }
@@ -138,11 +151,8 @@ public struct VMRuntime: Sendable {
         var arguments = ["stand-in", "--run-directory", runDirectory, "--container", id, "--bundle", bundle,
                          "--start-timeout", "\(Int(config.hypervisor.bootTimeoutSeconds) + 120)"]
         if terminal { arguments.append("--terminal") }
-        do throws(SystemError) {
-            standIn = try ChildProcess.spawn(launcher.executable, launcher.globalArguments + arguments, options: spawn)
-        } catch {
-            throw SandboxDaemonError(error, context: "start the stand-in process for \(id)")
-        }
+        standIn = try Self.spawn(launcher.executable, launcher.globalArguments + arguments, options: spawn, into: hostCgroup,
+                                 what: "the stand-in process for \(id)")
         sync.1.close()
         let standInPID = standIn!.pid
         let standInStart = ProcessInfoReader.startTime(pid: standInPID) ?? 0
@@ -164,7 +174,7 @@ public struct VMRuntime: Sendable {
             // The hooks have configured the namespace: now the VM can take it over.
             let netns = spawn.cloneFlags != 0 || namespaceFD != nil ? "/proc/\(standInPID)/ns/net" : nil
             daemon = try startDaemon(name: Self.sandboxName(root: store.root, id: id), bundle: bundle, networkNamespace: netns,
-                                     logPath: dir + "/daemon.log")
+                                     logPath: dir + "/daemon.log", cgroup: hostCgroup)
             daemonPID = daemon!.pid
             daemonStart = ProcessInfoReader.startTime(pid: daemonPID) ?? 0
         }
@@ -182,7 +192,7 @@ public struct VMRuntime: Sendable {
             id: id, bundle: bundle, rootfs: rootfs, created: created, owner: "", annotations: spec.annotations,
             sandboxName: URL(fileURLWithPath: runDirectory).lastPathComponent, runDirectory: runDirectory,
             daemonPID: daemonPID, daemonStartTime: daemonStart, standInPID: standInPID, standInStartTime: standInStart,
-            poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
+            hostCgroup: hostCgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
         try store.save(record)
         if let pidFile = options.pidFile { try Self.writePIDFile(pidFile, standInPID) }
         succeeded = true
@@ -215,7 +225,36 @@ public struct VMRuntime: Sendable {
     public static let sandboxIDAnnotations = ["io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"]
     public static let containerTypeAnnotations = ["io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"]
 
-    private func startDaemon(name: String, bundle: String, networkNamespace: String?, logPath: String) throws(SandboxDaemonError) -> ChildProcess {
+    /// Spawns a child that waits until it is in `cgroup` before it execs, so that what it starts
+    /// (QEMU, virtiofsd) is in there too.
+    static func spawn(_ executable: String, _ arguments: [String], options: ChildProcess.Options, into cgroup: CgroupManager,
+                      what: String) throws(SandboxDaemonError) -> ChildProcess {
+        let gate: (read: FileDescriptor, write: FileDescriptor)
+        do throws(SystemError) { gate = try FileDescriptor.pipe() } catch {
+            throw SandboxDaemonError(error, context: "start \(what)")
+        }
+        defer { gate.write.close() }
+        var options = options
+        options.waitDescriptor = gate.read.rawValue
+        let child: ChildProcess
+        do throws(SystemError) {
+            child = try ChildProcess.spawn(executable, arguments, options: options)
+        } catch {
+            gate.read.close()
+            throw SandboxDaemonError(error, context: "start \(what)")
+        }
+        gate.read.close()
+        do throws(CgroupError) { try cgroup.join(pid: child.pid) } catch {
+            child.kill()
+            throw SandboxDaemonError(error.code, "\(what): \(error.message)")
+        }
+        var one: UInt8 = 1
+        _ = write(gate.write.rawValue, &one, 1)
+        return child
+    }
+
+    private func startDaemon(name: String, bundle: String, networkNamespace: String?, logPath: String,
+                             cgroup: CgroupManager) throws(SandboxDaemonError) -> ChildProcess {
         let ready: (read: FileDescriptor, write: FileDescriptor)
         do throws(SystemError) { ready = try FileDescriptor.pipe() } catch {
             throw SandboxDaemonError(error, context: "start the sandbox daemon")
@@ -234,11 +273,11 @@ public struct VMRuntime: Sendable {
         var arguments = global + ["--log", logPath, "--root", sandboxRoot, "sandbox-daemon", "--name", name, "--bundle", bundle]
         if let networkNamespace { arguments += ["--network-namespace", networkNamespace] }
         let daemon: ChildProcess
-        do throws(SystemError) {
-            daemon = try ChildProcess.spawn(launcher.executable, arguments, options: spawn)
+        do throws(SandboxDaemonError) {
+            daemon = try Self.spawn(launcher.executable, arguments, options: spawn, into: cgroup, what: "the sandbox daemon")
         } catch {
             ready.write.close()
-            throw SandboxDaemonError(error, context: "start the sandbox daemon")
+            throw error
         }
         ready.write.close()
         let line = StandIn.readLine(ready.read, until: .after(seconds: config.hypervisor.bootTimeoutSeconds + 60)) ?? ""
@@ -345,6 +384,16 @@ public struct VMRuntime: Sendable {
         if record.standInIsAlive {
             // Its guest process is gone; give it a moment to drain and exit on its own.
             waitForExit(pid: record.standInPID, start: record.standInStartTime, what: "the stand-in of \(id)", grace: 5, kill: true)
+        }
+        if let path = record.hostCgroup, let cgroup = try? CgroupManager(cgroupsPath: path, containerID: id) {
+            // Busy while the daemon it also holds serves the pod's other containers: left to the last delete.
+            if cgroup.processes().isEmpty {
+                do throws(CgroupError) { try cgroup.destroy() } catch {
+                    logger.warning("container \(id): \(error.message)")
+                }
+            } else {
+                logger.warning("container \(id): its host cgroup \(path) still holds processes (the pod's daemon); left in place")
+            }
         }
         if record.poststop?.isEmpty == false {
             let stopped = State(id: id, status: .stopped, pid: 0, bundle: record.bundle, rootfs: record.rootfs,

@@ -73,6 +73,17 @@ enum VMCLIFixture {
         return (p.terminationStatus, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
     }
 
+    /// The memory controller's cgroup directory of a process (v1 or hybrid), or its v2 cgroup.
+    static func cgroupDirectory(of pid: Int32) -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n").map { $0.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false) }
+        if FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory"),
+           let line = lines.first(where: { $0.count == 3 && $0[1].split(separator: ",").contains("memory") }) {
+            return "/sys/fs/cgroup/memory" + line[2]
+        }
+        return lines.first(where: { $0.count == 3 && $0[0] == "0" }).map { "/sys/fs/cgroup" + $0[2] }
+    }
+
     static func state(_ id: String) throws -> [String: Any] {
         let (status, out) = try cocoon(["state", id])
         guard status == 0, let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] else {
@@ -136,6 +147,12 @@ struct VMIsolationCLITests {
         let hostNet = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net") != hostNet)
         #expect(!PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).isEmpty)
+        // The container's host cgroup holds the stand-in, the daemon, virtiofsd and QEMU: what the host
+        // accounts to the container is what its VM costs.
+        let cgroup = try #require(VMCLIFixture.cgroupDirectory(of: pid))
+        #expect(cgroup != VMCLIFixture.cgroupDirectory(of: getpid()))
+        let members = ((try? String(contentsOfFile: cgroup + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(members.count >= 4, "stand-in, daemon, virtiofsd and QEMU in \(cgroup): \(members)")
 
         r = try VMCLIFixture.cocoon(["start", id])
         #expect(r.0 == 0, "\(r.1)")
@@ -177,6 +194,7 @@ struct VMIsolationCLITests {
         #expect(r.0 == 0, "\(r.1)")
         r = try VMCLIFixture.cocoon(["state", id])
         #expect(r.0 == 1 && r.1.contains("does not exist"), "\(r.1)")
+        #expect(!FileManager.default.fileExists(atPath: cgroup), "the host cgroup is removed")
         VMCLIFixture.expectNothingLeft("after delete")
     }
 
@@ -254,6 +272,8 @@ struct VMIsolationClientTests {
         #expect(r.0 == 0, "\(r.1)")
         r = try ctd.ctr(["task", "exec", "--exec-id", "e1", "ctr-vm-task", "sh", "-c", "echo exec-in-vm; exit 3"])
         #expect(r.0 == 3 && r.1.contains("exec-in-vm"), "\(r.1)")
+        r = try ctd.ctr(["task", "metrics", "ctr-vm-task"])
+        #expect(r.0 == 0 && r.1.contains("memory.usage_in_bytes"), "\(r.1)")
         #expect(try ctd.ctr(["task", "pause", "ctr-vm-task"]).0 == 0)
         #expect(try ctd.ctr(["task", "ls"]).1.contains("PAUSED"))
         #expect(try ctd.ctr(["task", "resume", "ctr-vm-task"]).0 == 0)
@@ -308,6 +328,11 @@ struct VMIsolationClientTests {
         // A detached container: exec, logs, stop (SIGTERM), kill -s, restart, rm -f.
         r = try d.docker(run + ["-d", "--name", "vk", d.image, "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done"], timeout: 120)
         #expect(r.0 == 0, "\(r.1)")
+        // docker stats reads the container's host cgroup, which holds its VM: QEMU's memory shows.
+        r = try d.docker(["stats", "--no-stream", "--format", "{{.MemUsage}}", "vk"])
+        #expect(r.0 == 0 && r.1.contains("MiB /"), "\(r.1)")
+        let mib = Double(r.1.split(separator: "M").first.map(String.init) ?? "") ?? 0
+        #expect(mib >= 16, "the VM's memory is accounted to the container: \(r.1)")
         r = try d.docker(["exec", "vk", "sh", "-c", "echo exec-ok; exit 3"])
         #expect(r.0 == 3 && r.1.contains("exec-ok"), "\(r.1)")
         #expect(try d.docker(["stop", "-t", "10", "vk"]).0 == 0)
