@@ -223,6 +223,44 @@ struct VMIsolationCLITests {
         VMCLIFixture.expectNothingLeft("after the daemon was killed")
     }
 
+    @Test func aPodsContainersShareTheVMOfTheirSandboxContainer() throws {
+        // CRI-O's `oci` runtime type marks a pod's containers with the sandbox's id.
+        let sandbox = try BundleFixture(args: ["sh", "-c", "while true; do sleep 0.1; done"])
+        defer { sandbox.remove() }
+        let member = try BundleFixture(args: ["sh", "-c", "uname -n; cat /proc/uptime; while true; do sleep 0.1; done"]) { config in
+            config["annotations"] = ["io.kubernetes.cri-o.ContainerType": "container", "io.kubernetes.cri-o.SandboxID": "vmcli-pod"]
+        }
+        defer { member.remove() }
+        defer {
+            _ = try? VMCLIFixture.cocoon(["delete", "--force", "vmcli-pod-c1"])
+            _ = try? VMCLIFixture.cocoon(["delete", "--force", "vmcli-pod"])
+        }
+        var r = try VMCLIFixture.cocoon(["run", "--detach", "--bundle", sandbox.directory, "vmcli-pod"])
+        #expect(r.0 == 0, "\(r.1)")
+        r = try VMCLIFixture.cocoon(["run", "--detach", "--bundle", member.directory, "vmcli-pod-c1"])
+        #expect(r.0 == 0, "\(r.1)")
+        let first = try VMCLIFixture.record("vmcli-pod")
+        let second = try VMCLIFixture.record("vmcli-pod-c1")
+        #expect(first["daemonPID"] as? Int == second["daemonPID"] as? Int, "one daemon, one VM")
+        #expect(first["runDirectory"] as? String == second["runDirectory"] as? String)
+        #expect(PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).count == 1)
+
+        // The member goes first: the VM stays for the sandbox container.
+        r = try VMCLIFixture.cocoon(["delete", "--force", "vmcli-pod-c1"])
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(try VMCLIFixture.state("vmcli-pod")["status"] as? String == "running")
+        r = try VMCLIFixture.cocoon(["exec", "vmcli-pod", "true"])
+        #expect(r.0 == 0, "\(r.1)")
+        r = try VMCLIFixture.cocoon(["delete", "--force", "vmcli-pod"])
+        #expect(r.0 == 0, "\(r.1)")
+        VMCLIFixture.expectNothingLeft("after the pod")
+
+        // A member whose sandbox is not there is a clear error.
+        r = try VMCLIFixture.cocoon(["create", "--bundle", member.directory, "vmcli-orphan"])
+        #expect(r.0 == 1 && r.1.contains("vmcli-pod") && r.1.contains("does not exist"), "\(r.1)")
+        VMCLIFixture.expectNothingLeft("after the orphan")
+    }
+
     @Test func badInputIsReportedWithoutLeavingAnything() throws {
         let b = try BundleFixture(args: ["true"]) { config in
             var process = config["process"] as! [String: Any]
@@ -328,6 +366,14 @@ struct VMIsolationClientTests {
         // A detached container: exec, logs, stop (SIGTERM), kill -s, restart, rm -f.
         r = try d.docker(run + ["-d", "--name", "vk", d.image, "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done"], timeout: 120)
         #expect(r.0 == 0, "\(r.1)")
+        // --cpus and --pids-limit reach the guest (a quota of 1.5 CPUs gets 2 vCPUs); docker update changes them.
+        r = try d.docker(run + ["--rm", "--cpus", "1.5", "--pids-limit", "20", d.image, "sh", "-c",
+                                "nproc; cat /sys/fs/cgroup/cocoon/*/pids.max /sys/fs/cgroup/cocoon/*/cpu.max 2>/dev/null"], timeout: 120)
+        #expect(r.0 == 0 && r.1.hasPrefix("2") && r.1.contains("20") && r.1.contains("150000 100000"), "\(r.1)")
+        #expect(try d.docker(["update", "--pids-limit", "33", "vk"]).0 == 0)
+        r = try d.docker(["exec", "vk", "sh", "-c", "cat /sys/fs/cgroup/cocoon/*/pids.max"])
+        #expect(r.1.contains("33"), "\(r.1)")
+
         // docker stats reads the container's host cgroup, which holds its VM: QEMU's memory shows.
         r = try d.docker(["stats", "--no-stream", "--format", "{{.MemUsage}}", "vk"])
         #expect(r.0 == 0 && r.1.contains("MiB /"), "\(r.1)")
