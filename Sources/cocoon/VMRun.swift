@@ -27,6 +27,9 @@ struct VMRun {
             throw CLIError(error.message)
         }
         let terminal = spec.process?.terminal == true
+        if let h = spec.hooks, [h.prestart, h.createRuntime, h.poststart, h.poststop].contains(where: { $0?.isEmpty == false }) {
+            logger.warning("\(bundle)/config.json: hooks are not run by a foreground `cocoon run` of a VM container; create and start run them")
+        }
         var options = Sandbox.BootOptions()
         options.shareFilesystem = true
         let size = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)
