@@ -31,8 +31,11 @@ public final class DaemonConnection: @unchecked Sendable {
     }
 
     public func close() {
-        // End of file first, so the daemon sees a clean end rather than a reset.
+        // End of file first, and a moment for the daemon to end its side, so that it sees a clean end
+        // rather than a reset (which it logs as a warning).
         channel.closeWrite()
+        let deadline = Deadline.after(seconds: 0.5)
+        while !rpc.isClosed && !deadline.hasPassed { sleep(seconds: 0.005) }
         rpc.close()
         agent.close()
     }

@@ -37,9 +37,11 @@ public enum DaemonProcess {
     public static func run(_ p: Parameters, config: Configuration, signalDescriptor: Int32, logger: Logger) -> Int32 {
         let ready = FileDescriptor(adopting: p.readyDescriptor)
         _ = cocoon_set_cloexec(p.readyDescriptor)
-        func report(_ line: String) {
-            StandIn.writeLine(ready, line)
+        @discardableResult
+        func report(_ line: String) -> Bool {
+            let delivered = StandIn.writeLine(ready, line)
             ready.close()
+            return delivered
         }
         let spec: OCI.Spec
         do throws(OCIError) {
@@ -71,7 +73,12 @@ public enum DaemonProcess {
             return 1
         }
         sandbox.startMonitor()
-        report("ready")
+        guard report("ready") else {
+            // The `create` that started us is gone (killed mid-way): nobody will ever use this VM.
+            logger.warning("the command that started this daemon is gone; stopping", metadata: ["sandbox": "\(p.sandboxName)"])
+            sandbox.shutdown()
+            return 1
+        }
         let reason = service.waitUntilFinished {
             (try? Poll.wait(for: [signalDescriptor], events: Int16(POLLIN), until: .now())) != nil
         }

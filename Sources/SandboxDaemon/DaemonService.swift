@@ -207,13 +207,16 @@ public final class DaemonService: @unchecked Sendable {
 
     /// Blocks until the last container is deleted, the sandbox fails, or `shouldStop` says so
     /// (checked every second: a signal arrived).
-    public func waitUntilFinished(shouldStop: () -> Bool) -> String {
+    public func waitUntilFinished(firstContainerWithin: Double = 120, shouldStop: () -> Bool) -> String {
+        let firstDeadline = Deadline.after(seconds: firstContainerWithin)
         while true {
-            let done = state.withLock { () -> Bool in
+            let (done, created) = state.withLock { () -> (Bool, Bool) in
                 if !finished { _ = state.wait(until: .after(seconds: 1)) }
-                return finished
+                return (finished, everCreated)
             }
             if done { return "its last container was deleted" }
+            // The stand-in that should create the first container never came (its create was killed).
+            if !created && firstDeadline.hasPassed { return "no container was created in it within \(Int(firstContainerWithin)) s" }
             if let failure = sandbox.failure { return "the sandbox failed: \(failure)" }
             if shouldStop() { return "it was asked to stop" }
         }

@@ -246,9 +246,11 @@ public struct StandIn {
         return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
     }
 
-    static func writeLine(_ fd: FileDescriptor, _ line: String) {
+    /// False when the line did not go out whole (the reader is gone).
+    @discardableResult
+    static func writeLine(_ fd: FileDescriptor, _ line: String) -> Bool {
         let bytes = Array((line.replacingOccurrences(of: "\n", with: " ") + "\n").utf8)
-        _ = bytes.withUnsafeBytes { write(fd.rawValue, $0.baseAddress, $0.count) }
+        return bytes.withUnsafeBytes { write(fd.rawValue, $0.baseAddress, $0.count) } == bytes.count
     }
 }
 
