@@ -125,8 +125,13 @@ enum VMCLIFixture {
     }
 }
 
+/// The VM tests of the runc command line share one sandbox root and check that nothing is left under
+/// it, so their suites run one after the other.
+@Suite(.serialized) struct VMIsolationTests {}
+
+extension VMIsolationTests {
 @Suite(.serialized, .enabled(if: VMCLIFixture.skipReason == nil, Comment(rawValue: VMCLIFixture.skipReason ?? "")))
-struct VMIsolationCLITests {
+struct RuncCommandLine {
     @Test func aContainerInAVMThroughTheRuncLifecycle() throws {
         let b = try BundleFixture(args: ["sh", "-c",
             "read line; echo got:$line; echo to-stderr >&2; trap 'echo term; exit 7' TERM; echo waiting; while true; do sleep 0.1; done"])
@@ -243,7 +248,8 @@ struct VMIsolationCLITests {
         let second = try VMCLIFixture.record("vmcli-pod-c1")
         #expect(first["daemonPID"] as? Int == second["daemonPID"] as? Int, "one daemon, one VM")
         #expect(first["runDirectory"] as? String == second["runDirectory"] as? String)
-        #expect(PrivateContainerd.processes(named: "qemu-system", mentioning: VMCLIFixture.sandboxRoot).count == 1)
+        let runDirectory = try #require(first["runDirectory"] as? String)
+        #expect(PrivateContainerd.processes(named: "qemu-system", mentioning: runDirectory).count == 1)
 
         // The member goes first: the VM stays for the sandbox container.
         r = try VMCLIFixture.cocoon(["delete", "--force", "vmcli-pod-c1"])
@@ -279,9 +285,12 @@ struct VMIsolationCLITests {
 }
 
 /// containerd's own runc shim and dockerd driving cocoon with VM isolation, as they drive runc.
+}
+
+extension VMIsolationTests {
 @Suite(.serialized, .enabled(if: VMCLIFixture.skipReason == nil && PrivateDockerd.skipReason == nil,
                              Comment(rawValue: VMCLIFixture.skipReason ?? PrivateDockerd.skipReason ?? "")))
-struct VMIsolationClientTests {
+struct Clients {
     let image = "docker.io/library/busybox:cocoon"
 
     @Test func ctrWithCocoonAsTheRuncBinaryRunsVMs() throws {
@@ -448,9 +457,12 @@ final class PrivatePodman: @unchecked Sendable {
     }
 }
 
+}
+
+extension VMIsolationTests {
 @Suite(.serialized, .enabled(if: VMCLIFixture.skipReason == nil && PrivatePodman.skipReason == nil,
                              Comment(rawValue: VMCLIFixture.skipReason ?? PrivatePodman.skipReason ?? "")))
-struct VMIsolationPodmanTests {
+struct Podman {
     @Test func podmanRunsVMContainersWithCocoon() throws {
         let p = try PrivatePodman()
         defer { p.stop() }
@@ -481,4 +493,5 @@ struct VMIsolationPodmanTests {
         }
         #expect(vmLeft, "no VM, daemon or stand-in outlives its containers")
     }
+}
 }
