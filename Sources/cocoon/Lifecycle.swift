@@ -10,14 +10,10 @@ import SandboxDaemon
 import Sockets
 import SystemCalls
 
-/// The runtime for the chosen isolation. VM isolation through the runc command line is the
-/// [docker] work; until then it says so rather than silently running on the host.
+/// The runtime for containers on this host (process isolation); VM containers go through
+/// `RuntimeChoice` and `VMRuntime`.
 func containerRuntime(_ config: Configuration) throws -> ContainerRuntime {
-    guard config.runtime.isolation == .process else {
-        throw CLIError("VM isolation is not available through the runc command line yet: use --isolation process "
-            + "(or runtime.isolation = \"process\" in \(config.source ?? Configuration.defaultPath)) to run on this host")
-    }
-    return ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary(config))
+    ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary(config))
 }
 
 /// runtime.init, else cocoon-init next to this executable (a build tree) or in ../libexec/cocoon (an installation).
