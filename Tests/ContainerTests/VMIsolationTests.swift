@@ -308,6 +308,12 @@ struct Clients {
         let hostKernel = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(r.1.contains("kernel-") && !r.1.contains("kernel-\(hostKernel)"), "\(r.1)")
 
+        // stdin through the stand-in, and a memory limit enforced in the guest.
+        r = try PrivateContainerd.shell(["-c", "echo typed | /usr/bin/ctr -a \(ctd.socket) run --rm --runc-binary \(wrapper) \(image) ctr-vm-in sh -c 'read x; echo got:$x'"], timeout: 120)
+        #expect(r.0 == 0 && r.1.contains("got:typed"), "\(r.1)")
+        r = try ctd.ctr(["run", "--rm", "--memory-limit", "33554432"] + runtime + [image, "ctr-vm-mem", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+        #expect(r.0 == 137, "\(r.1)")
+
         // A terminal through the console socket: the stand-in's pty.
         let ctrTTY = "/usr/bin/ctr -a \(ctd.socket) run --rm -t --runc-binary \(wrapper) \(image) ctr-vm-tty sh"
         r = try PrivateContainerd.shell(["-c", "(sleep 4; printf 'tty; echo in-tty-$((6*7)); exit 9\\r') | script -qec '\(ctrTTY)' /dev/null"], timeout: 120)
