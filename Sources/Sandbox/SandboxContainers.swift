@@ -374,7 +374,7 @@ extension Sandbox {
     func record(_ id: String) -> HostContainerRecord? { lock.withLock { containers[id] } }
     func record(unlocked id: String) -> HostContainerRecord? { containers[id] }
 
-    static func validateContainerID(_ id: String) throws(SandboxError) {
+    public static func validateContainerID(_ id: String) throws(SandboxError) {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
         guard (1...128).contains(id.count), id.allSatisfy(allowed.contains), id.first != ".", id.first != "-" else {
             throw SandboxError(.invalidArgument,

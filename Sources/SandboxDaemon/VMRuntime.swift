@@ -532,11 +532,10 @@ public struct VMRuntime: Sendable {
 
     // MARK: - helpers
 
+    /// The sandbox's rule for container ids (they name directories here and in the guest).
     public static func validate(id: String) throws(SandboxDaemonError) {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-        guard (1...128).contains(id.count), id.allSatisfy(allowed.contains), id.first != ".", id.first != "-" else {
-            throw SandboxDaemonError(.invalidArgument,
-                "container id '\(id)' is invalid: use 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+        do throws(SandboxError) { try Sandbox.validateContainerID(id) } catch {
+            throw SandboxDaemonError(error, context: "")
         }
     }
 
