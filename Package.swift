@@ -141,6 +141,7 @@ let package = Package(
         .testTarget(name: "ProcessesTests", dependencies: ["Processes", "SystemCalls"]),
         // Runs the built `cocoon` executable; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["cocoon", "TestSupport"]),
+        .testTarget(name: "SandboxDaemonTests", dependencies: ["SandboxDaemon"]),
         .testTarget(name: "ContainerTests", dependencies: ["cocoon", "cocoon-init", "CSupport", "Config", "Sockets", "SystemCalls", "TestSupport"]),
     ]
 )
