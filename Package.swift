@@ -132,6 +132,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
+        .testTarget(name: "SocketsTests", dependencies: ["Sockets", "SystemCalls"]),
         .testTarget(name: "MuxTests", dependencies: ["Mux", "Sockets", "SystemCalls", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ShimTests", dependencies: [
             "Shim", "ContainerdAPI", "TTRPC", "Sockets", "SystemCalls", "TestSupport", "containerd-shim-cocoon-v2",

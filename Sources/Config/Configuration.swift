@@ -34,6 +34,10 @@ public struct HypervisorConfig: Sendable, Equatable {
     public var memoryOverheadMiB: Int
     /// The most vCPUs a CPU quota may ask for.
     public var maxVcpus: Int
+    /// What the host may spend on a VM beyond its RAM (QEMU itself and its translation cache under
+    /// TCG, virtiofsd, cocoon's daemon and stand-ins): the runc command line limits the host cgroup it
+    /// puts them in to VM memory plus this. 0: no host limit.
+    public var hostMemoryOverheadMiB: Int = 256
     /// VM settings a pod may change through `io.cocoon.vm.*` annotations; none by default, since
     /// annotations come from whoever creates the pod.
     public var enableAnnotations: Set<VMAnnotation> = []
@@ -141,7 +145,7 @@ public struct Configuration: Sendable, Equatable {
             try reader.checkKeys(h, prefix: "hypervisor.", allowed: [
                 "path", "kernel", "initrd", "machine", "accel", "memory_mib", "vcpus",
                 "boot_timeout_seconds", "kernel_params", "virtiofsd", "shared_fs",
-                "memory_overhead_mib", "max_vcpus", "enable_annotations",
+                "memory_overhead_mib", "host_memory_overhead_mib", "max_vcpus", "enable_annotations",
             ])
             if let v = try reader.stringArray(h, "hypervisor.enable_annotations") {
                 var enabled: Set<VMAnnotation> = []
@@ -155,6 +159,7 @@ public struct Configuration: Sendable, Equatable {
                 config.hypervisor.enableAnnotations = enabled
             }
             if let v = try reader.integer(h, "hypervisor.memory_overhead_mib", in: 32...65536) { config.hypervisor.memoryOverheadMiB = v }
+            if let v = try reader.integer(h, "hypervisor.host_memory_overhead_mib", in: 0...65536) { config.hypervisor.hostMemoryOverheadMiB = v }
             if let v = try reader.integer(h, "hypervisor.max_vcpus", in: 1...240) { config.hypervisor.maxVcpus = v }
             if let v: SharedFilesystemKind = try reader.choice(h, "hypervisor.shared_fs") { config.hypervisor.sharedFS = v }
             if let v = try reader.absolutePath(h, "hypervisor.path") { config.hypervisor.path = v }

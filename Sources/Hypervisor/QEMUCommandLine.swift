@@ -3,10 +3,13 @@ import AgentAPI
 public enum QEMUCommandLine {
     /// QEMU's descriptors 0-2 are stdio; the taps follow.
     public static let firstTapDescriptor = 3
+    /// TCG's translated-code cache. QEMU's default (up to 1 GiB) would let a guest that runs much
+    /// different code grow QEMU far beyond the VM's RAM, past a host cgroup limit sized from it.
+    public static let tcgTranslationCacheMiB = 128
 
     public static func arguments(for spec: VMSpec) -> [String] {
         let mmio = !spec.machine.usesPCI
-        var machine = "\(spec.machine.rawValue),accel=\(spec.accelerator.rawValue),memory-backend=mem"
+        var machine = "\(spec.machine.rawValue),memory-backend=mem"
         if spec.machine == .microvm {
             // No ACPI in the guest kernel; QEMU then lists the virtio-mmio devices on the kernel command line.
             machine += ",acpi=off,isa-serial=on"
@@ -14,6 +17,7 @@ public enum QEMUCommandLine {
         var args: [String] = [
             "-name", "cocoon,debug-threads=on",
             "-machine", machine,
+            "-accel", spec.accelerator == .kvm ? "kvm" : "tcg,tb-size=\(tcgTranslationCacheMiB)",
             "-cpu", spec.accelerator == .kvm ? "host" : "max",
             "-smp", "\(spec.vcpus)",
             "-m", "\(spec.memoryMiB)M",

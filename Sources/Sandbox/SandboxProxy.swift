@@ -15,10 +15,12 @@ import Glibc
 extension Sandbox {
     public static func controlSocketPath(runDirectory: String) -> String { runDirectory + "/control.sock" }
 
-    /// `local`: channel names served in this process instead of being spliced to the agent (the
-    /// per-sandbox daemon's own API); each handler owns the channel it is given.
-    public func serveControlSocket(local: [String: @Sendable (MuxChannel) -> Void] = [:]) throws(SandboxError) {
-        let path = Self.controlSocketPath(runDirectory: runDirectory)
+    /// `path`: where to listen, by default `control.sock` in the run directory (the per-sandbox daemon
+    /// of the runc command line listens under the caller's `--root`). `local`: channel names served in
+    /// this process instead of being spliced to the agent (the daemon's own API); each handler owns the
+    /// channel it is given.
+    public func serveControlSocket(path: String? = nil, local: [String: @Sendable (MuxChannel) -> Void] = [:]) throws(SandboxError) {
+        let path = path ?? Self.controlSocketPath(runDirectory: runDirectory)
         let listener: FileDescriptor
         do throws(SystemError) {
             listener = try StreamSocket.listenUnix(path: path)
@@ -113,7 +115,10 @@ extension Sandbox {
 
     /// A client of another process's sandbox: the agent API through its control socket.
     public static func connectControl(runDirectory: String, logger: Logger) throws(SandboxError) -> AgentClient {
-        let path = controlSocketPath(runDirectory: runDirectory)
+        try connectControl(socket: controlSocketPath(runDirectory: runDirectory), logger: logger)
+    }
+
+    public static func connectControl(socket path: String, logger: Logger) throws(SandboxError) -> AgentClient {
         guard Files.exists(path) else {
             throw SandboxError(.notFound, "no sandbox is serving \(path)")
         }

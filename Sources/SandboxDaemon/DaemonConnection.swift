@@ -12,12 +12,12 @@ public final class DaemonConnection: @unchecked Sendable {
     public let agent: AgentClient
     private let rpc: TTRPCClient
     private let channel: MuxChannel
-    public let runDirectory: String
+    public let controlSocket: String
 
-    public init(runDirectory: String, logger: Logger) throws(SandboxDaemonError) {
-        self.runDirectory = runDirectory
+    public init(controlSocket: String, logger: Logger) throws(SandboxDaemonError) {
+        self.controlSocket = controlSocket
         do throws(SandboxError) {
-            agent = try Sandbox.connectControl(runDirectory: runDirectory, logger: logger)
+            agent = try Sandbox.connectControl(socket: controlSocket, logger: logger)
         } catch {
             throw SandboxDaemonError(error, context: "")
         }
@@ -26,7 +26,7 @@ public final class DaemonConnection: @unchecked Sendable {
             rpc = try TTRPCClient(stream: channel, logger: logger)
         } catch {
             agent.close()
-            throw SandboxDaemonError(.unavailable, "the sandbox daemon at \(runDirectory) did not take a connection: \(error)")
+            throw SandboxDaemonError(.unavailable, "the sandbox daemon at \(controlSocket) did not take a connection: \(error)")
         }
     }
 

@@ -16,12 +16,15 @@ public enum DaemonProcess {
         public var sandboxName: String
         public var bundle: String
         public var networkNamespace: String?
+        /// The control socket's path: under the caller's `--root`, where later commands look.
+        public var controlSocket: String
         public var readyDescriptor: Int32
 
-        public init(sandboxName: String, bundle: String, networkNamespace: String?, readyDescriptor: Int32) {
+        public init(sandboxName: String, bundle: String, networkNamespace: String?, controlSocket: String, readyDescriptor: Int32) {
             self.sandboxName = sandboxName
             self.bundle = bundle
             self.networkNamespace = networkNamespace
+            self.controlSocket = controlSocket
             self.readyDescriptor = readyDescriptor
         }
     }
@@ -66,7 +69,7 @@ public enum DaemonProcess {
         }
         let service = DaemonService(sandbox: sandbox, logger: logger)
         do throws(SandboxError) {
-            try sandbox.serveControlSocket(local: [DaemonService.channelName: { service.serve($0) }])
+            try sandbox.serveControlSocket(path: p.controlSocket, local: [DaemonService.channelName: { service.serve($0) }])
         } catch {
             sandbox.shutdown()
             report("error \(error.code.rawValue) \(error.message)")
@@ -77,6 +80,7 @@ public enum DaemonProcess {
             // The `create` that started us is gone (killed mid-way): nobody will ever use this VM.
             logger.warning("the command that started this daemon is gone; stopping", metadata: ["sandbox": "\(p.sandboxName)"])
             sandbox.shutdown()
+            unlink(p.controlSocket)
             return 1
         }
         let reason = service.waitUntilFinished {
@@ -84,6 +88,7 @@ public enum DaemonProcess {
         }
         logger.info("sandbox daemon stopping: \(reason)", metadata: ["sandbox": "\(p.sandboxName)"])
         sandbox.shutdown()
+        unlink(p.controlSocket)
         return 0
     }
 }

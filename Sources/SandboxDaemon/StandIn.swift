@@ -14,7 +14,8 @@ import SystemCalls
 /// prestart hook that opens /proc/<pid>/ns/net (docker's) configures the namespace the VM takes over.
 public struct StandIn {
     public struct Parameters: Sendable {
-        public var runDirectory: String
+        /// The sandbox daemon's control socket.
+        public var controlSocket: String
         public var containerID: String
         /// nil: the container's own process, created from `bundle`; else an exec of `processFile`.
         public var execID: String?
@@ -28,9 +29,9 @@ public struct StandIn {
         /// How long to wait for "go" (the VM boots meanwhile).
         public var startTimeout: Double
 
-        public init(runDirectory: String, containerID: String, execID: String?, bundle: String?, processFile: String?,
+        public init(controlSocket: String, containerID: String, execID: String?, bundle: String?, processFile: String?,
                     terminal: Bool, syncDescriptor: Int32, consoleDescriptor: Int32?, startTimeout: Double) {
-            self.runDirectory = runDirectory
+            self.controlSocket = controlSocket
             self.containerID = containerID
             self.execID = execID
             self.bundle = bundle
@@ -90,7 +91,7 @@ public struct StandIn {
 
     private func start() throws(SandboxDaemonError) -> Started {
         let p = parameters
-        let connection = try DaemonConnection(runDirectory: p.runDirectory, logger: logger)
+        let connection = try DaemonConnection(controlSocket: p.controlSocket, logger: logger)
         var ok = false
         defer { if !ok { connection.close() } }
         var host = HostStdio(stdin: 0, stdout: 1, stderr: 2, terminal: false)

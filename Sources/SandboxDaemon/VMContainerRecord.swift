@@ -14,6 +14,9 @@ public struct VMContainerRecord: Codable, Sendable, Equatable {
     /// The sandbox the container runs in, and the daemon's run directory (its control socket).
     public var sandboxName: String
     public var runDirectory: String
+    /// The daemon's control socket, under `--root` (records written before it existed: in the run directory).
+    public var controlSocket: String?
+    public var controlSocketPath: String { controlSocket ?? runDirectory + "/control.sock" }
     /// The daemon that holds the VM (pid and start time tell it from a recycled PID).
     public var daemonPID: Int32
     public var daemonStartTime: UInt64
@@ -48,10 +51,12 @@ public struct VMContainerRecord: Codable, Sendable, Equatable {
 
     public init(id: String, bundle: String, rootfs: String, created: String, owner: String, annotations: [String: String]?,
                 sandboxName: String, runDirectory: String, daemonPID: Int32, daemonStartTime: UInt64,
-                standInPID: Int32, standInStartTime: UInt64, hostCgroup: String?, poststart: [Hook]?, poststop: [Hook]?) {
+                standInPID: Int32, standInStartTime: UInt64, controlSocket: String?, hostCgroup: String?,
+                poststart: [Hook]?, poststop: [Hook]?) {
         self.init(id: id, bundle: bundle, rootfs: rootfs, created: created, owner: owner, annotations: annotations,
                   sandboxName: sandboxName, runDirectory: runDirectory, daemonPID: daemonPID, daemonStartTime: daemonStartTime,
                   standInPID: standInPID, standInStartTime: standInStartTime, poststart: poststart, poststop: poststop)
+        self.controlSocket = controlSocket
         self.hostCgroup = hostCgroup
     }
 
@@ -59,12 +64,15 @@ public struct VMContainerRecord: Codable, Sendable, Equatable {
     public var standInIsAlive: Bool { ProcessInfoReader.startTime(pid: standInPID) == standInStartTime }
 }
 
-/// The records under `--root`.
+/// The records under `--root`, and the sandbox daemons' control sockets in `<root>/daemons`.
 public struct VMContainerStore: Sendable {
     public let root: String
     public static let fileName = "vm.json"
 
     public init(root: String) { self.root = root }
+
+    public var daemonsDirectory: String { root + "/daemons" }
+    public func controlSocket(sandboxName: String) -> String { "\(daemonsDirectory)/\(sandboxName).sock" }
 
     public func directory(_ id: String) -> String { "\(root)/\(id)" }
     public func path(_ id: String) -> String { "\(directory(id))/\(Self.fileName)" }

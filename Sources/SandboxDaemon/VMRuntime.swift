@@ -13,8 +13,9 @@ import SystemCalls
 
 /// The runc command line with VM isolation: each command is a short process; the VM lives in a
 /// per-sandbox daemon, and each container process and exec has a host-side stand-in (see StandIn).
-/// Container records live under `--root`; the daemons' run directories (unix sockets, so at most
-/// 107 bytes of path) under the configured runtime.root.
+/// Container records and the daemons' control sockets live under `--root`; the daemons' run
+/// directories (QEMU's and virtiofsd's sockets, whose paths have at most 107 bytes) under the
+/// configured runtime.root.
 public struct VMRuntime: Sendable {
     public let config: Configuration
     public let store: VMContainerStore
@@ -119,6 +120,7 @@ public struct VMRuntime: Sendable {
 
         // The pod this container joins (CRI-O and containerd's CRI give its sandbox id), else a VM of its own.
         let joined = try podSandbox(of: spec, id: id)
+        if joined == nil { try limitHostMemory(hostCgroup, spec: spec, bundle: bundle) }
 
         // The stand-in, in the container's network namespace.
         var spawn = ChildProcess.Options()
@@ -147,8 +149,15 @@ public struct VMRuntime: Sendable {
         defer { if devNull >= 0 { close(devNull) } }
         let stdio: [Int32?] = terminal ? [devNull, devNull, devNull] : [0, 1, 2]
         spawn.fds = stdio + [sync.1.rawValue] + (options.consoleSocket.map { [$0] } ?? [])
-        let runDirectory = joined?.runDirectory ?? "\(sandboxRoot)/sandboxes/\(Self.sandboxName(root: store.root, id: id))"
-        var arguments = ["stand-in", "--run-directory", runDirectory, "--container", id, "--bundle", bundle,
+        let name = Self.sandboxName(root: store.root, id: id)
+        let runDirectory = joined?.runDirectory ?? "\(sandboxRoot)/sandboxes/\(name)"
+        let controlSocket = joined?.controlSocketPath ?? store.controlSocket(sandboxName: name)
+        if joined == nil {
+            do { try Files.makeDirectories(store.daemonsDirectory, mode: 0o700) } catch {
+                throw SandboxDaemonError(error, context: "create \(store.daemonsDirectory)")
+            }
+        }
+        var arguments = ["stand-in", "--control-socket", controlSocket, "--container", id, "--bundle", bundle,
                          "--start-timeout", "\(Int(config.hypervisor.bootTimeoutSeconds) + 120)"]
         if terminal { arguments.append("--terminal") }
         standIn = try Self.spawn(launcher.executable, launcher.globalArguments + arguments, options: spawn, into: hostCgroup,
@@ -173,7 +182,7 @@ public struct VMRuntime: Sendable {
         if joined == nil {
             // The hooks have configured the namespace: now the VM can take it over.
             let netns = spawn.cloneFlags != 0 || namespaceFD != nil ? "/proc/\(standInPID)/ns/net" : nil
-            daemon = try startDaemon(name: Self.sandboxName(root: store.root, id: id), bundle: bundle, networkNamespace: netns,
+            daemon = try startDaemon(name: name, bundle: bundle, networkNamespace: netns, controlSocket: controlSocket,
                                      logPath: dir + "/daemon.log", cgroup: hostCgroup)
             daemonPID = daemon!.pid
             daemonStart = ProcessInfoReader.startTime(pid: daemonPID) ?? 0
@@ -192,10 +201,26 @@ public struct VMRuntime: Sendable {
             id: id, bundle: bundle, rootfs: rootfs, created: created, owner: "", annotations: spec.annotations,
             sandboxName: URL(fileURLWithPath: runDirectory).lastPathComponent, runDirectory: runDirectory,
             daemonPID: daemonPID, daemonStartTime: daemonStart, standInPID: standInPID, standInStartTime: standInStart,
-            hostCgroup: hostCgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
+            controlSocket: controlSocket, hostCgroup: hostCgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
         try store.save(record)
         if let pidFile = options.pidFile { try Self.writePIDFile(pidFile, standInPID) }
         succeeded = true
+    }
+
+    /// The host cgroup of a new sandbox holds its VM: limited to the VM's RAM plus what QEMU,
+    /// virtiofsd and cocoon need beside it, so a guest (or a QEMU bug) cannot take more of the host
+    /// than the VM was sized for. The container's own limits are enforced in the guest; copying them
+    /// here would OOM-kill QEMU, whose RAM alone is the limit plus the guest's overhead.
+    func limitHostMemory(_ cgroup: CgroupManager, spec: Spec, bundle: String) throws(SandboxDaemonError) {
+        let overhead = config.hypervisor.hostMemoryOverheadMiB
+        guard overhead > 0 else { return }
+        let vm = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)
+        var resources = Resources()
+        resources.memory = MemoryResources()
+        resources.memory?.limit = Int64(vm.memoryMiB + overhead) << 20
+        do throws(CgroupError) { try cgroup.apply(resources) } catch {
+            throw SandboxDaemonError(error.code, "the host cgroup of \(bundle)'s VM: \(error.message)")
+        }
     }
 
     private func openNamespace(_ path: String, field: String) throws(SandboxDaemonError) -> FileDescriptor {
@@ -253,7 +278,7 @@ public struct VMRuntime: Sendable {
         return child
     }
 
-    private func startDaemon(name: String, bundle: String, networkNamespace: String?, logPath: String,
+    private func startDaemon(name: String, bundle: String, networkNamespace: String?, controlSocket: String, logPath: String,
                              cgroup: CgroupManager) throws(SandboxDaemonError) -> ChildProcess {
         let ready: (read: FileDescriptor, write: FileDescriptor)
         do throws(SystemError) { ready = try FileDescriptor.pipe() } catch {
@@ -270,7 +295,8 @@ public struct VMRuntime: Sendable {
         var global = launcher.globalArguments
         if let i = global.firstIndex(of: "--log"), i + 1 < global.count { global.removeSubrange(i...(i + 1)) }
         if let i = global.firstIndex(of: "--log-format"), i + 1 < global.count { global.removeSubrange(i...(i + 1)) }
-        var arguments = global + ["--log", logPath, "--root", sandboxRoot, "sandbox-daemon", "--name", name, "--bundle", bundle]
+        var arguments = global + ["--log", logPath, "--root", sandboxRoot, "sandbox-daemon", "--name", name, "--bundle", bundle,
+                                  "--control-socket", controlSocket]
         if let networkNamespace { arguments += ["--network-namespace", networkNamespace] }
         let daemon: ChildProcess
         do throws(SandboxDaemonError) {
@@ -303,7 +329,7 @@ public struct VMRuntime: Sendable {
     /// A connection to the container's daemon, or why there is none (the VM is gone: stopped).
     func connect(_ record: VMContainerRecord) -> DaemonConnection? {
         guard record.daemonIsAlive else { return nil }
-        return try? DaemonConnection(runDirectory: record.runDirectory, logger: logger)
+        return try? DaemonConnection(controlSocket: record.controlSocketPath, logger: logger)
     }
 
     public func state(_ id: String) throws(SandboxDaemonError) -> State {
@@ -378,8 +404,9 @@ public struct VMRuntime: Sendable {
             for stale in StaleSandboxes.sweep(root: sandboxRoot) {
                 logger.warning("removed the leftovers of sandbox \(stale), whose daemon is gone")
             }
+            unlink(record.controlSocketPath)
         } else {
-            throw SandboxDaemonError(.unavailable, "the sandbox daemon of \(id) (pid \(record.daemonPID)) does not answer on \(record.runDirectory)")
+            throw SandboxDaemonError(.unavailable, "the sandbox daemon of \(id) (pid \(record.daemonPID)) does not answer on \(record.controlSocketPath)")
         }
         if record.standInIsAlive {
             // Its guest process is gone; give it a moment to drain and exit on its own.
@@ -507,7 +534,7 @@ public struct VMRuntime: Sendable {
         defer { if devNull >= 0 { close(devNull) } }
         let stdio: [Int32?] = terminal ? [devNull, devNull, devNull] : [0, 1, 2]
         spawn.fds = stdio + [sync.1.rawValue] + (options.consoleSocket.map { [$0] } ?? [])
-        var arguments = ["stand-in", "--run-directory", record.runDirectory, "--container", id, "--exec", execID,
+        var arguments = ["stand-in", "--control-socket", record.controlSocketPath, "--container", id, "--exec", execID,
                          "--process-file", processFile, "--start-timeout", "30"]
         if terminal { arguments.append("--terminal") }
         let child: ChildProcess

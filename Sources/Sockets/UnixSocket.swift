@@ -6,14 +6,29 @@ import Glibc
 
 /// Stream sockets on unix paths and vsock ports. Every blocking call takes a deadline.
 public enum StreamSocket {
-    /// sun_path holds 108 bytes including the terminator.
+    /// sun_path holds 108 bytes including the terminator (longer paths go through their directory).
     public static let maxUnixPathLength = 107
 
+    /// Runs `body` with a sockaddr_un for `path`. A path longer than sun_path holds (docker's and
+    /// containerd's state roots plus a container id) is reached through its directory: opened with
+    /// O_PATH, then named as `/proc/self/fd/<n>/<name>`, which the kernel resolves like the original.
     private static func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) throws(SystemError) -> T {
-        let bytes = Array(path.utf8)
-        guard !bytes.isEmpty, bytes.count <= maxUnixPathLength else {
+        guard !path.isEmpty else { throw SystemError("unix socket", errno: EINVAL, detail: "the path is empty") }
+        var address = path
+        var directory: Int32 = -1
+        defer { if directory >= 0 { close(directory) } }
+        if path.utf8.count > maxUnixPathLength {
+            let slash = path.lastIndex(of: "/")
+            let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+            let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+            directory = cocoon_open_path(parent)
+            guard directory >= 0 else { throw SystemError("unix socket \(path): open its directory \(parent)") }
+            address = "/proc/self/fd/\(directory)/\(name)"
+        }
+        let bytes = Array(address.utf8)
+        guard bytes.count <= maxUnixPathLength else {
             throw SystemError("unix socket \(path)", errno: ENAMETOOLONG,
-                              detail: "path must be 1 to \(maxUnixPathLength) bytes, is \(bytes.count)")
+                              detail: "its file name is too long even when reached through its directory (\(address))")
         }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)

@@ -48,6 +48,7 @@ struct SandboxDaemonCommand: ParsableCommand {
     @Option(help: "The sandbox's name (its run directory under <root>/sandboxes).") var name: String
     @Option(help: "The bundle of the sandbox's first container (VM size, hostname).") var bundle: String
     @Option(help: "The network namespace the VM takes over.") var networkNamespace: String?
+    @Option(help: "Where to serve the control socket (under the caller's --root).") var controlSocket: String
     @Option(help: "The descriptor that gets \"ready\" or the error.") var readyFd: Int32 = 3
 
     func run() throws {
@@ -60,7 +61,8 @@ struct SandboxDaemonCommand: ParsableCommand {
             ready.close()
             throw ExitCode(1)
         }
-        let code = DaemonProcess.run(.init(sandboxName: name, bundle: bundle, networkNamespace: networkNamespace, readyDescriptor: readyFd),
+        let code = DaemonProcess.run(.init(sandboxName: name, bundle: bundle, networkNamespace: networkNamespace, controlSocket: controlSocket,
+                                                  readyDescriptor: readyFd),
                                      config: config, signalDescriptor: signals, logger: logger)
         if code != 0 { throw ExitCode(code) }
     }
@@ -71,7 +73,7 @@ struct StandInCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stand-in", abstract: "Stand in on the host for a process in a VM (internal).", shouldDisplay: false)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "The sandbox daemon's run directory.") var runDirectory: String
+    @Option(help: "The sandbox daemon's control socket.") var controlSocket: String
     @Option(help: "The container id.") var container: String
     @Option(help: "The exec id (an exec rather than the container's process).") var exec: String?
     @Option(help: "The container's bundle.") var bundle: String?
@@ -83,7 +85,7 @@ struct StandInCommand: ParsableCommand {
         let signals = StandIn.blockSignals()
         let logger = global.makeLogger("cocoon-stand-in")
         let parameters = StandIn.Parameters(
-            runDirectory: runDirectory, containerID: container, execID: exec, bundle: bundle, processFile: processFile,
+            controlSocket: controlSocket, containerID: container, execID: exec, bundle: bundle, processFile: processFile,
             terminal: terminal, syncDescriptor: 3, consoleDescriptor: terminal ? 4 : nil, startTimeout: startTimeout)
         let status = StandIn(parameters: parameters, signalDescriptor: signals, logger: logger).run()
         if status != 0 { throw ExitCode(status) }

@@ -168,7 +168,8 @@ extension Exec {
         let foreground = try Foreground(wantsTerminal: false)
         let agent: AgentClient
         do throws(SandboxError) {
-            agent = try Sandbox.connectControl(runDirectory: runDirectory, logger: logger)
+            agent = try Sandbox.connectControl(socket: record?.controlSocketPath ?? Sandbox.controlSocketPath(runDirectory: runDirectory),
+                                               logger: logger)
         } catch {
             throw CLIError("container \(id) is not running in a VM: \(error.message)")
         }

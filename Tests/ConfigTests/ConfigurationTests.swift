@@ -27,6 +27,7 @@ import Testing
             boot_timeout_seconds = 12.5
             kernel_params = "foo=1  bar"
             virtiofsd = "/usr/libexec/virtiofsd"
+            host_memory_overhead_mib = 0
             [agent]
             log_level = "debug"
             [runtime]
@@ -45,6 +46,8 @@ import Testing
         #expect(c.hypervisor.bootTimeoutSeconds == 12.5)
         #expect(c.hypervisor.kernelParams == ["foo=1", "bar"])
         #expect(c.hypervisor.virtiofsd == "/usr/libexec/virtiofsd")
+        #expect(c.hypervisor.hostMemoryOverheadMiB == 0)
+        #expect(Configuration.defaults().hypervisor.hostMemoryOverheadMiB == 256)
         #expect(c.agent.logLevel == .debug)
         #expect(c.runtime.isolation == .process)
         #expect(c.runtime.root == "/run/x")
@@ -95,6 +98,7 @@ import Testing
         #expect(try #require(failure("[hypervisor]\nvcpus = \"2\"\n")).message.contains("must be an integer"))
         #expect(try #require(failure("[hypervisor]\nvcpus = 0\n")).message.contains("valid: 1 to 240"))
         #expect(try #require(failure("[hypervisor]\nmemory_mib = 16\n")).message.contains("valid: 64"))
+        #expect(try #require(failure("[hypervisor]\nhost_memory_overhead_mib = -1\n")).key == "hypervisor.host_memory_overhead_mib")
         #expect(try #require(failure("[hypervisor]\nboot_timeout_seconds = 0\n")).key == "hypervisor.boot_timeout_seconds")
         #expect(try #require(failure("[runtime]\ndebug = 1\n")).message.contains("true or false"))
         #expect(try #require(failure("hypervisor = 3\n")).message.contains("must be a table"))

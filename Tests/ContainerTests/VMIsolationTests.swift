@@ -45,10 +45,11 @@ enum VMCLIFixture {
     /// `cocoon --config <vm> --root <state> ARGS`, stdout and stderr into `output` (which outlives the
     /// command: stand-ins keep writing to it).
     @discardableResult
-    static func cocoon(_ args: [String], stdin: String = "", output: String? = nil, timeout: Double = 120) throws -> (Int32, String) {
+    static func cocoon(_ args: [String], stdin: String = "", output: String? = nil, root: String = stateRoot,
+                       timeout: Double = 120) throws -> (Int32, String) {
         let p = Foundation.Process()
         p.executableURL = URL(fileURLWithPath: try #require(BundleFixture.cocoon))
-        p.arguments = ["--config", configFile, "--root", stateRoot] + args
+        p.arguments = ["--config", configFile, "--root", root] + args
         let out = output ?? NSTemporaryDirectory() + "cocoon-vmcli-\(UUID().uuidString).out"
         let input = out + ".in"
         FileManager.default.createFile(atPath: out, contents: nil)
@@ -115,7 +116,8 @@ enum VMCLIFixture {
     }
 
     static func leftoverState() -> [String] {
-        (((try? FileManager.default.contentsOfDirectory(atPath: stateRoot)) ?? [])
+        (((try? FileManager.default.contentsOfDirectory(atPath: stateRoot)) ?? []).filter { $0 != "daemons" }
+            + ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/daemons")) ?? [])
             + ((try? FileManager.default.contentsOfDirectory(atPath: sandboxRoot + "/sandboxes")) ?? [])).sorted()
     }
 
@@ -158,6 +160,15 @@ struct RuncCommandLine {
         #expect(cgroup != VMCLIFixture.cgroupDirectory(of: getpid()))
         let members = ((try? String(contentsOfFile: cgroup + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n")
         #expect(members.count >= 4, "stand-in, daemon, virtiofsd and QEMU in \(cgroup): \(members)")
+        // ...limited to the VM's RAM (memory_mib, 256, without a limit in the spec) plus the host overhead (256).
+        let limitFile = FileManager.default.fileExists(atPath: cgroup + "/memory.max") ? "/memory.max" : "/memory.limit_in_bytes"
+        let limit = ((try? String(contentsOfFile: cgroup + limitFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(limit == "\(512 << 20)", "\(cgroup)\(limitFile): \(limit)")
+        // Later commands reach the daemon through its socket under --root.
+        let socket = try #require(try VMCLIFixture.record(id)["controlSocket"] as? String)
+        #expect(socket.hasPrefix(VMCLIFixture.stateRoot + "/daemons/"), "\(socket)")
+        var st = stat()
+        #expect(lstat(socket, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK && st.st_mode & 0o777 == 0o600, "\(socket)")
 
         r = try VMCLIFixture.cocoon(["start", id])
         #expect(r.0 == 0, "\(r.1)")
@@ -206,9 +217,18 @@ struct RuncCommandLine {
     @Test func runWithAPidFileWaitsForTheStandInAndReturnsTheGuestStatus() throws {
         let b = try BundleFixture(args: ["sh", "-c", "read x; echo run-$x; exit 5"])
         defer { b.remove() }
-        let r = try VMCLIFixture.cocoon(["run", "--pid-file", b.directory + "/pid", "--bundle", b.directory, "vmcli-run"], stdin: "in\n")
+        // A --root as long as docker's and containerd's with a 64-character id: the control socket's
+        // path is longer than a unix socket address holds.
+        let root = VMCLIFixture.stateRoot + "/" + String(repeating: "long-root-", count: 9)
+        let id = "vmcli-run-" + String(repeating: "0123456789abcdef", count: 3)
+        // <root>/daemons/<23 characters of the id>-<8 hex>.sock
+        #expect((root + "/daemons/").utf8.count + 32 + 5 > 107)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try VMCLIFixture.cocoon(["run", "--pid-file", b.directory + "/pid", "--bundle", b.directory, id], stdin: "in\n", root: root)
         #expect(r.0 == 5, "\(r.1)")
         #expect(r.1.contains("run-in"), "\(r.1)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root + "/daemons")) ?? []).isEmpty, "the daemon removed its socket")
+        try? FileManager.default.removeItem(atPath: root)
         VMCLIFixture.expectNothingLeft("after run")
     }
 
@@ -394,6 +414,8 @@ struct Clients {
         #expect(r.0 == 0 && r.1.contains("MiB /"), "\(r.1)")
         let mib = Double(r.1.split(separator: "M").first.map(String.init) ?? "") ?? 0
         #expect(mib >= 16, "the VM's memory is accounted to the container: \(r.1)")
+        // Its limit is the VM's RAM (256 MiB) plus the host overhead (256 MiB).
+        #expect(r.1.contains("/ 512MiB"), "\(r.1)")
         r = try d.docker(["exec", "vk", "sh", "-c", "echo exec-ok; exit 3"])
         #expect(r.0 == 3 && r.1.contains("exec-ok"), "\(r.1)")
         #expect(try d.docker(["stop", "-t", "10", "vk"]).0 == 0)

@@ -45,9 +45,13 @@ struct VMContainerStoreTests {
         let record = VMContainerRecord(
             id: "c1", bundle: "/b", rootfs: "/b/rootfs", created: "2026-11-23T00:00:00Z", owner: "", annotations: ["a": "b"],
             sandboxName: "c1-00000000", runDirectory: "/run/cocoon/sandboxes/c1-00000000", daemonPID: 1, daemonStartTime: 2,
-            standInPID: 3, standInStartTime: 4, hostCgroup: "/cocoon/c1", poststart: nil, poststop: nil)
+            standInPID: 3, standInStartTime: 4, controlSocket: store.controlSocket(sandboxName: "c1-00000000"),
+            hostCgroup: "/cocoon/c1", poststart: nil, poststop: nil)
         try store.save(record)
         #expect(try store.load("c1") == record)
+        #expect(record.controlSocketPath == root + "/daemons/c1-00000000.sock")
+        // The daemons' directory holds no record: not a container.
+        try FileManager.default.createDirectory(atPath: store.daemonsDirectory, withIntermediateDirectories: true)
         #expect(store.list() == ["c1"])
         #expect(throws: SandboxDaemonError.self) { try store.load("missing") }
         try Data("{".utf8).write(to: URL(fileURLWithPath: store.path("c1")))
@@ -57,5 +61,15 @@ struct VMContainerStoreTests {
         } catch {
             #expect(error.code == .dataLoss && error.message.contains(store.path("c1")))
         }
+    }
+
+    @Test func aRecordFromBeforeControlSocketsMovedStillFindsItsDaemon() throws {
+        // Written by an earlier cocoon: no controlSocket, the socket is in the run directory.
+        let json = """
+            {"id":"c1","bundle":"/b","rootfs":"/b/rootfs","created":"x","owner":"","sandboxName":"c1-0",
+             "runDirectory":"/run/cocoon/sandboxes/c1-0","daemonPID":1,"daemonStartTime":2,"standInPID":3,"standInStartTime":4}
+            """
+        let record = try JSONDecoder().decode(VMContainerRecord.self, from: Data(json.utf8))
+        #expect(record.controlSocketPath == "/run/cocoon/sandboxes/c1-0/control.sock")
     }
 }
