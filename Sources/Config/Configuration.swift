@@ -11,6 +11,14 @@ public enum Isolation: String, Sendable, CaseIterable {
     case process
 }
 
+/// How a pod's interfaces are wired to the VM's NICs (docs/networking.md).
+public enum NetworkModel: String, Sendable, CaseIterable {
+    /// A tap and tc ingress redirects both ways.
+    case tcfilter
+    /// A macvtap in passthru mode on the pod interface.
+    case macvtap
+}
+
 public enum LogLevel: String, Sendable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
 }
@@ -51,6 +59,8 @@ public struct AgentConfig: Sendable, Equatable {
 /// `[runtime]`
 public struct RuntimeConfig: Sendable, Equatable {
     public var isolation: Isolation
+    /// How a pod's network reaches the VM.
+    public var networkModel: NetworkModel = .tcfilter
     /// State directory, like runc's --root.
     public var root: String
     public var debug: Bool
@@ -180,11 +190,12 @@ public struct Configuration: Sendable, Equatable {
             if let v: LogLevel = try reader.choice(a, "agent.log_level") { config.agent.logLevel = v }
         }
         if let r = try reader.subtable(table, "runtime") {
-            try reader.checkKeys(r, prefix: "runtime.", allowed: ["isolation", "root", "debug", "init"])
+            try reader.checkKeys(r, prefix: "runtime.", allowed: ["isolation", "root", "debug", "init", "network_model"])
             if let v = try reader.absolutePath(r, "runtime.init") { config.runtime.initBinary = v }
             if let v: Isolation = try reader.choice(r, "runtime.isolation") { config.runtime.isolation = v }
             if let v = try reader.absolutePath(r, "runtime.root") { config.runtime.root = v }
             if let v = try reader.bool(r, "runtime.debug") { config.runtime.debug = v }
+            if let v: NetworkModel = try reader.choice(r, "runtime.network_model") { config.runtime.networkModel = v }
         }
         return config
     }

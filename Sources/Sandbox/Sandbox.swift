@@ -132,7 +132,11 @@ public final class Sandbox: @unchecked Sendable {
                 vmSpec.shared = shared
             }
             if let path = options.networkNamespace {
-                network = try PodNetwork.attach(namespacePath: path, logger: logger)
+                let model: PodNetwork.Model = switch config.runtime.networkModel {
+                case .tcfilter: .tcfilter
+                case .macvtap: .macvtap
+                }
+                network = try PodNetwork.attach(namespacePath: path, model: model, scratch: runDirectory, logger: logger)
                 network!.record(to: runDirectory + "/" + StaleSandboxes.networkFile)
                 vmSpec.networkDevices = network!.interfaces.enumerated().map { n, iface in
                     NetworkDevice(id: "net\(n)", mac: iface.mac.description, mtu: iface.mtu, tapDescriptor: iface.tapDescriptor)

@@ -34,6 +34,7 @@ import Testing
             isolation = "process"
             root = "/run/x"
             debug = true
+            network_model = "macvtap"
             """
         let c = try Configuration.parse(text, file: "/etc/c.toml")
         #expect(c.hypervisor.path == "/usr/local/bin/qemu")
@@ -52,6 +53,8 @@ import Testing
         #expect(c.runtime.isolation == .process)
         #expect(c.runtime.root == "/run/x")
         #expect(c.runtime.debug)
+        #expect(c.runtime.networkModel == .macvtap)
+        #expect(Configuration.defaults().runtime.networkModel == .tcfilter)
         #expect(c.source == "/etc/c.toml")
     }
 
@@ -101,6 +104,7 @@ import Testing
         #expect(try #require(failure("[hypervisor]\nhost_memory_overhead_mib = -1\n")).key == "hypervisor.host_memory_overhead_mib")
         #expect(try #require(failure("[hypervisor]\nboot_timeout_seconds = 0\n")).key == "hypervisor.boot_timeout_seconds")
         #expect(try #require(failure("[runtime]\ndebug = 1\n")).message.contains("true or false"))
+        #expect(try #require(failure("[runtime]\nnetwork_model = \"bridge\"\n")).message.contains("tcfilter, macvtap"))
         #expect(try #require(failure("hypervisor = 3\n")).message.contains("must be a table"))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Config
 import OCI
 import Sandbox
 import SystemCalls
@@ -21,9 +22,9 @@ extension SandboxBootTests {
         let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
         private(set) var seen = ""
 
-        init(cocoon: String, root: String, bundle: String, id: String) throws {
+        init(cocoon: String, root: String, bundle: String, id: String, config: String? = nil) throws {
             process.executableURL = URL(fileURLWithPath: cocoon)
-            process.arguments = ["--root", root, "run", "--bundle", bundle, id]
+            process.arguments = (config.map { ["--config", $0] } ?? []) + ["--root", root, "run", "--bundle", bundle, id]
             process.standardInput = stdin
             process.standardOutput = stdout
             process.standardError = stderr
@@ -49,13 +50,36 @@ extension SandboxBootTests {
         }
     }
 
-    @Test(.enabled(if: networkReason == nil, Comment(rawValue: networkReason ?? "")))
-    func aVMContainerTakesOverThePodNamespace() throws {
-        let net = try VethPair(name: "cocoon-t\(getpid() % 10000)", subnet: 5)
+    /// The tests' configuration with `runtime.network_model` set.
+    func configuration(networkModel: NetworkModel) throws -> String {
+        let c = env.configuration
+        let path = NSTemporaryDirectory() + "cocoon-test-\(networkModel.rawValue)-\(getpid()).toml"
+        try """
+            [hypervisor]
+            path = "\(c.hypervisor.path)"
+            kernel = "\(c.hypervisor.kernel)"
+            initrd = "\(c.hypervisor.initrd)"
+            virtiofsd = "\(c.hypervisor.virtiofsd)"
+            machine = "\(c.hypervisor.machine.rawValue)"
+            accel = "\(c.hypervisor.accel.rawValue)"
+            boot_timeout_seconds = \(Int(c.hypervisor.bootTimeoutSeconds))
+            [runtime]
+            root = "\(c.runtime.root)"
+            \(c.runtime.initBinary.map { "init = \"\($0)\"" } ?? "")
+            network_model = "\(networkModel.rawValue)"
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test(.enabled(if: networkReason == nil, Comment(rawValue: networkReason ?? "")), arguments: [NetworkModel.tcfilter, .macvtap])
+    func aVMContainerTakesOverThePodNamespace(model: NetworkModel) throws {
+        let net = try VethPair(name: "cocoon-t\(model == .tcfilter ? "t" : "m")\(getpid() % 10000)", subnet: model == .tcfilter ? 5 : 17)
         defer { net.destroy() }
         let before = net.podState()
-        let www = NSTemporaryDirectory() + "cocoon-www-\(getpid())"
+        let www = NSTemporaryDirectory() + "cocoon-www-\(model.rawValue)-\(getpid())"
         try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: www) }
         try "from-the-peer\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
         try net.serve(www)
 
@@ -72,7 +96,10 @@ extension SandboxBootTests {
             // The root is read-only in runc's default spec; the page goes to a tmpfs.
             spec.mounts = (spec.mounts ?? []) + [Mount(destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"])]
         }
-        let run = try Running(cocoon: try #require(Self.cocoon), root: env.configuration.runtime.root, bundle: dir, id: "net-pod")
+        let config = try configuration(networkModel: model)
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let id = "net-pod-\(model.rawValue)"
+        let run = try Running(cocoon: try #require(Self.cocoon), root: env.configuration.runtime.root, bundle: dir, id: id, config: config)
         let up = run.waitFor("serving")
         if up {
             let (v4Status, v4) = net.inPeer("timeout 30 busybox wget -q -O - http://\(net.podV4):8080/")
@@ -90,8 +117,8 @@ extension SandboxBootTests {
         #expect(out.contains("default via \(net.peerV6) dev eth0"), "\(out)")
         #expect(out.components(separatedBy: "from-the-peer\n").count == 3, "both fetches from the peer: \(out)")
         #expect(out.hasSuffix("bye\n"))
-        expectNoSharingLeft("net-pod")
-        // The taps and tc filters are gone; the veth and its addresses are as the test made them.
+        expectNoSharingLeft(id)
+        // The taps and tc filters (or the macvtap) are gone; the veth and its addresses are as the test made them.
         #expect(net.podState() == before)
     }
 

@@ -42,9 +42,10 @@ struct StaleSandboxTests {
         #expect((try? String(contentsOfFile: source + "/data.txt", encoding: .utf8)) == "precious\n", "the mount's source is untouched")
     }
 
-    @Test(.enabled(if: VethPair.unavailableReason == nil, Comment(rawValue: VethPair.unavailableReason ?? "")))
-    func aDeadControllersTcRedirectsAreRemoved() throws {
-        let net = try VethPair(name: "cocoon-s\(getpid() % 10000)", subnet: 8)
+    @Test(.enabled(if: VethPair.unavailableReason == nil, Comment(rawValue: VethPair.unavailableReason ?? "")),
+          arguments: [PodNetwork.Model.tcfilter, .macvtap])
+    func aDeadControllersNetworkWiringIsRemoved(model: PodNetwork.Model) throws {
+        let net = try VethPair(name: "cocoon-s\(model == .tcfilter ? "t" : "m")\(getpid() % 10000)", subnet: model == .tcfilter ? 8 : 16)
         defer { net.destroy() }
         let before = net.podState()
         let root = "/run/cocoon-test-stale-net-\(getpid())"
@@ -52,10 +53,12 @@ struct StaleSandboxTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         try "2147483000 12345\n".write(toFile: dir + "/owner", atomically: true, encoding: .utf8)
-        let network = try PodNetwork.attach(namespacePath: net.podPath, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        let network = try PodNetwork.attach(namespacePath: net.podPath, model: model, scratch: dir,
+                                            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         network.record(to: dir + "/network")
-        #expect(net.podState().contains("ingress"))
-        // What dies with a killed controller: its descriptors, so the tap; the veth's qdisc stays.
+        #expect(net.podState().contains(model == .tcfilter ? "ingress" : "cocoon-mvt0"))
+        // What dies with a killed controller: its descriptors, so the tap; the veth's qdisc, or the
+        // macvtap, stays.
         for iface in network.interfaces { close(iface.tapDescriptor) }
         #expect(net.podState() != before)
         #expect(StaleSandboxes.sweep(root: root) == ["dead"])

@@ -64,7 +64,8 @@ public final class VethPair: @unchecked Sendable {
 
     /// What the pod namespace holds: its links (names) and its qdiscs, to compare before and after.
     public func podState() -> String {
-        let links = Self.shell("ip -n \(pod) -o link show | awk -F': ' '{print $2}'").1
+        // Names and promiscuity (1 while a macvtap in passthru mode sits on the veth).
+        let links = Self.shell("ip -n \(pod) -d -o link show | sed -E 's/^[0-9]+: ([^:]+):.* promiscuity ([0-9]+) .*/\\1 \\2/'").1
         let qdiscs = Self.shell("tc -n \(pod) qdisc show").1
         let addresses = Self.shell("ip -n \(pod) -o addr show | awk '{print $2, $4}'").1
         return links + qdiscs + addresses
