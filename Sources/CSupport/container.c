@@ -88,6 +88,9 @@ int cocoon_open_path(const char *path) { return open(path, O_PATH | O_CLOEXEC); 
 
 int cocoon_unshare(int flags) { return unshare(flags); }
 
+#include <sys/personality.h>
+int cocoon_personality(unsigned long persona) { return personality(persona) == -1 ? -1 : 0; }
+
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 int cocoon_sealed_copy(const char *path) {

@@ -33,3 +33,7 @@ int cocoon_tap_open(const char *name, char *actual_name, size_t len) {
 }
 
 int cocoon_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+int cocoon_setns_time(int fd) { return setns(fd, CLONE_NEWTIME); }

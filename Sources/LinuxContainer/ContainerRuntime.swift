@@ -129,6 +129,9 @@ public struct ContainerRuntime: Sendable {
         // The cgroup namespace is unshared by init after it joined its cgroup (see InitConfig).
         let newCgroupNS = cloneFlags & CloneFlag.newCgroup != 0
         cloneFlags &= ~CloneFlag.newCgroup
+        // A time namespace made by clone is in use at once, and its offsets can no longer be written.
+        let newTimeNS = cloneFlags & CloneFlag.newTime != 0
+        cloneFlags &= ~CloneFlag.newTime
         let newUserNS = cloneFlags & CloneFlag.newUser != 0
         let newMountNS = cloneFlags & CloneFlag.newNS != 0
 
@@ -206,7 +209,8 @@ public struct ContainerRuntime: Sendable {
         }
         try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
                                        preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
-                                       newCgroupNamespace: newCgroupNS, bundle: bundle, consoleSocketFD: consoleFD))
+                                       newCgroupNamespace: newCgroupNS, newTimeNamespace: newTimeNS, bundle: bundle,
+                                       consoleSocketFD: consoleFD))
         var report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))
         if case .runtimeHooks = report {
             // prestart (deprecated) and createRuntime: in the runtime's namespaces, before pivot_root.

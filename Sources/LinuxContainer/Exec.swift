@@ -53,6 +53,8 @@ extension ContainerRuntime {
         var joins: [FileDescriptor] = []
         var joinsUserNS = false
         var pidNamespace: FileDescriptor?
+        var timeNamespace: FileDescriptor?
+        defer { timeNamespace?.close() }
         for name in ["user", "ipc", "uts", "net", "cgroup", "time", "mnt", "pid"] {
             let theirs = "/proc/\(record.pid)/ns/\(name)"
             let theirLink = (try? FileManager.default.destinationOfSymbolicLink(atPath: theirs)) ?? ""
@@ -62,7 +64,7 @@ extension ContainerRuntime {
             do { fd = try FileDescriptor.open(theirs, O_RDONLY) } catch {
                 throw LinuxContainerError(error.code, step: "exec: open \(theirs)", error.message)
             }
-            if name == "pid" { pidNamespace = fd } else { joins.append(fd) }
+            if name == "pid" { pidNamespace = fd } else if name == "time" { timeNamespace = fd } else { joins.append(fd) }
             if name == "user" { joinsUserNS = true }
         }
         guard isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) stopped") }
@@ -76,6 +78,11 @@ extension ContainerRuntime {
         if let console = options.consoleSocket {
             consoleFD = Int32(fds.count)
             fds.append(console)
+        }
+        var timeFD: Int32?
+        if let timeNamespace {
+            timeFD = Int32(fds.count)
+            fds.append(timeNamespace.rawValue)
         }
         var processOptions = ChildProcess.Options()
         processOptions.fds = fds
@@ -113,7 +120,7 @@ extension ContainerRuntime {
         try parentSync.send(InitConfig(containerID: id, spec: execSpec, rootfs: record.rootfs, noPivot: false, execFifo: "",
                                        preservedFDs: 0, newMountNamespace: false, newUserNamespace: false,
                                        newCgroupNamespace: false, bundle: record.bundle, consoleSocketFD: consoleFD,
-                                       execMode: true))
+                                       execMode: true, timeNamespaceFD: timeFD))
         switch try parentSync.receive(InitReport.self, until: .after(seconds: 60)) {
         case .ready: break
         case .failed(let error): throw error

@@ -28,6 +28,10 @@ public enum InitProcess {
             let prepared = try prepare(config, sync: sync)
             try sync.send(InitReport.ready)
             if config.execMode {
+            if let fd = config.timeNamespaceFD {
+                try check("join the container's time namespace", cocoon_setns_time(fd))
+                close(fd)
+            }
                 sync.fd.close()
                 try execute(prepared)
             }
@@ -91,6 +95,7 @@ public enum InitProcess {
             try check("setresgid 0", cocoon_setresgid(0))
             try check("setresuid 0", cocoon_setresuid(0))
         }
+        if config.newTimeNamespace { try enterTimeNamespace(offsets: spec.linux?.timeOffsets ?? [:]) }
         let rootfs = RootFS(config: config)
         if config.newMountNamespace { try rootfs.mountAll() }
         let hooks = config.spec.hooks
@@ -118,6 +123,10 @@ public enum InitProcess {
                 throw LinuxContainerError(step: "sysctl \(key)", error.message)
             }
         }
+        if let personality = spec.linux?.personality {
+            let persona: UInt = personality.domain == "LINUX32" ? 0x0008 : 0x0000  // PER_LINUX32, PER_LINUX
+            try check("personality \(personality.domain)", cocoon_personality(persona))
+        }
         if config.newMountNamespace { try rootfs.seal() }
         if let console = config.consoleSocketFD { try setUpTerminal(console: console, size: process.consoleSize) }
         try applyLimits(process)
@@ -128,6 +137,18 @@ public enum InitProcess {
         return Prepared(fifo: fifo, path: path, argv: args, env: env, process: process,
                         noNewPrivileges: process.noNewPrivileges ?? false,
                         seccomp: try compileSeccomp(spec.linux?.seccomp))
+    }
+
+    /// A new time namespace for the container's program: unshare affects only this process's future
+    /// children and its own next execve, so the offsets can be written while nothing is in it yet.
+    static func enterTimeNamespace(offsets: [String: TimeOffset]) throws(LinuxContainerError) {
+        try check("unshare time namespace", cocoon_unshare(0x80))  // CLONE_NEWTIME
+        let lines = offsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.secs ?? 0) \($0.value.nanosecs ?? 0)\n" }
+        guard !lines.isEmpty else { return }
+        // One write: the kernel applies the whole list or none of it.
+        do throws(SystemError) { try Files.writeString("/proc/self/timens_offsets", lines.joined()) } catch {
+            throw LinuxContainerError(error.code, step: "write linux.timeOffsets to /proc/self/timens_offsets", error.message)
+        }
     }
 
     static func compileSeccomp(_ profile: Seccomp?) throws(LinuxContainerError) -> SeccompFilter.Compiled? {

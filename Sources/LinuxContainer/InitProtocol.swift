@@ -26,12 +26,19 @@ public struct InitConfig: Codable, Sendable {
     public var newUserNamespace: Bool
     /// Unshared by init once it is in its cgroup, so that cgroup becomes the namespace's root.
     public var newCgroupNamespace: Bool
+    /// Unshared by init, which writes the spec's offsets before anything enters it; init's own
+    /// execve of the container's program moves it in.
+    public var newTimeNamespace: Bool = false
     public var bundle: String
     /// With process.terminal: the descriptor (in init) of the console socket that gets the pty master.
     public var consoleSocketFD: Int32?
     /// `exec` into a running container: the namespaces and root are the container's already; only the
     /// process attributes are applied, and there is no start to wait for.
     public var execMode: Bool = false
+    /// `exec` into a container with a time namespace of its own: the descriptor (in init) to join it by.
+    /// Joined by init, not by the spawner: the kernel refuses a time namespace to a process that shares
+    /// its memory (the spawner's vfork child shares the runtime's).
+    public var timeNamespaceFD: Int32? = nil
 }
 
 /// Messages from init to the runtime.

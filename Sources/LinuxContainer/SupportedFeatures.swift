@@ -13,8 +13,7 @@ public enum SupportedFeatures {
             hooks: ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
             mountOptions: mountOptions,
             linux: LinuxFeatures(
-                // The time namespace can be created, but timeOffsets are not applied yet.
-                namespaces: NamespaceType.allCases.map(\.rawValue).filter { $0 != "time" }.sorted(),
+                namespaces: NamespaceType.allCases.map(\.rawValue).sorted(),
                 capabilities: CapabilityNames.all,
                 cgroup: .init(v1: true, v2: true, systemd: false, systemdUser: false),
                 seccomp: .init(enabled: true,

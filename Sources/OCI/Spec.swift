@@ -178,6 +178,8 @@ public struct Linux: Codable, Sendable, Equatable {
     public var readonlyPaths: [String]?
     public var mountLabel: String?
     public var personality: Personality?
+    /// Decoded so that a spec asking for it is refused rather than silently run without it.
+    public var intelRdt: IntelRdt?
     public init(namespaces: [Namespace]? = nil, uidMappings: [IDMapping]? = nil, gidMappings: [IDMapping]? = nil,
                 devices: [Device]? = nil, cgroupsPath: String? = nil, resources: Resources? = nil,
                 rootfsPropagation: String? = nil, seccomp: Seccomp? = nil, sysctl: [String: String]? = nil,
@@ -223,6 +225,10 @@ public struct IDMapping: Codable, Sendable, Equatable {
 public struct TimeOffset: Codable, Sendable, Equatable {
     public var secs: Int64?
     public var nanosecs: UInt32?
+    public init(secs: Int64? = nil, nanosecs: UInt32? = nil) {
+        self.secs = secs
+        self.nanosecs = nanosecs
+    }
 }
 
 public struct Device: Codable, Sendable, Equatable {
@@ -242,7 +248,23 @@ public struct Device: Codable, Sendable, Equatable {
     }
 }
 
+public struct IntelRdt: Codable, Sendable, Equatable {
+    public var closID: String?
+    public var l3CacheSchema: String?
+    public var memBwSchema: String?
+    public var schemata: [String]?
+    public var enableMonitoring: Bool?
+    public init(closID: String? = nil, l3CacheSchema: String? = nil) {
+        self.closID = closID
+        self.l3CacheSchema = l3CacheSchema
+    }
+}
+
 public struct Personality: Codable, Sendable, Equatable {
     public var domain: String
     public var flags: [String]?
+    public init(domain: String, flags: [String]? = nil) {
+        self.domain = domain
+        self.flags = flags
+    }
 }

@@ -110,6 +110,25 @@ struct Validator {
         if linux.timeOffsets != nil && !newNamespaces.contains(.time) {
             fail("linux.timeOffsets", "time offsets need a new time namespace in linux.namespaces")
         }
+        for (clock, offset) in (linux.timeOffsets ?? [:]).sorted(by: { $0.key < $1.key }) {
+            if clock != "monotonic" && clock != "boottime" {
+                fail("linux.timeOffsets.\(clock)", "a time namespace offsets only monotonic and boottime")
+            }
+            if let ns = offset.nanosecs, ns >= 1_000_000_000 {
+                fail("linux.timeOffsets.\(clock).nanosecs", "\(ns) is not below 1000000000")
+            }
+        }
+        if linux.intelRdt != nil {
+            fail("linux.intelRdt", "Intel RDT (resctrl cache and memory-bandwidth allocation) is not supported by cocoon; remove it from the spec")
+        }
+        if let personality = linux.personality {
+            if personality.domain != "LINUX" && personality.domain != "LINUX32" {
+                fail("linux.personality.domain", "'\(personality.domain)' is not valid; valid: LINUX, LINUX32")
+            }
+            if let flags = personality.flags, !flags.isEmpty {
+                fail("linux.personality.flags", "no flags are defined by the runtime-spec; got \(flags)")
+            }
+        }
         for (i, d) in (linux.devices ?? []).enumerated() {
             absolute("linux.devices[\(i)].path", d.path)
             if !["c", "b", "u", "p"].contains(d.type) {

@@ -84,6 +84,63 @@ struct ProcessIsolationTests {
         #expect(out.contains("read-only"))
     }
 
+    @Test func timeNamespaceOffsetsAndPersonality() throws {
+        // boottime moved a million seconds ahead: /proc/uptime (boottime) shows it; the personality
+        // LINUX32 makes uname report a 32-bit machine. An exec joins the same time namespace.
+        func bundle(_ args: [String]) throws -> BundleFixture {
+            try BundleFixture(args: args) { config in
+                var linux = config["linux"] as! [String: Any]
+                var namespaces = linux["namespaces"] as! [[String: Any]]
+                namespaces.append(["type": "time"])
+                linux["namespaces"] = namespaces
+                linux["timeOffsets"] = ["boottime": ["secs": 1_000_000, "nanosecs": 0], "monotonic": ["secs": 86_400]]
+                linux["personality"] = ["domain": "LINUX32"]
+                config["linux"] = linux
+            }
+        }
+        let b = try bundle(["sh", "-c", "cut -d. -f1 /proc/uptime; uname -m"])
+        defer { b.remove() }
+        var r = try b.cocoon(["run", "-b", b.directory, "run-timens"])
+        #expect(r.0 == 0, "\(r.2)")
+        let lines = r.1.split(separator: "\n")
+        #expect(lines.count == 2 && (Int(lines[0]) ?? 0) >= 1_000_000, "uptime in the container: \(r.1)")
+        #expect(lines.count == 2 && lines[1] == "i686", "uname -m under LINUX32: \(r.1)")
+        let hostUptime = Int(((try? String(contentsOfFile: "/proc/uptime", encoding: .utf8)) ?? "0").split(separator: ".")[0]) ?? 0
+        #expect(hostUptime < 1_000_000, "the host's clock is not moved")
+
+        let d = try bundle(["sleep", "60"])
+        defer { d.remove() }
+        #expect(try d.cocoon(["run", "-d", "-b", d.directory, "run-timens-exec"]).0 == 0)
+        defer { _ = try? d.cocoon(["delete", "--force", "run-timens-exec"]) }
+        r = try d.cocoon(["exec", "run-timens-exec", "cut", "-d.", "-f1", "/proc/uptime"])
+        #expect(r.0 == 0 && (Int(r.1.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1_000_000, "exec: \(r.1) \(r.2)")
+    }
+
+    @Test(arguments: [
+        ("timeOffsets", "linux.timeOffsets.realtime", "monotonic and boottime"),
+        ("personality", "linux.personality.domain", "LINUX, LINUX32"),
+        ("intelRdt", "linux.intelRdt", "not supported"),
+    ])
+    func timeOffsetsPersonalityAndIntelRdtAreValidated(field: String, path: String, hint: String) throws {
+        // An unsupported or invalid setting fails create, naming it; it is never silently dropped.
+        let b = try BundleFixture(args: ["true"]) { config in
+            var linux = config["linux"] as! [String: Any]
+            var namespaces = linux["namespaces"] as! [[String: Any]]
+            namespaces.append(["type": "time"])
+            linux["namespaces"] = namespaces
+            switch field {
+            case "timeOffsets": linux["timeOffsets"] = ["realtime": ["secs": 5]]
+            case "personality": linux["personality"] = ["domain": "SVR4"]
+            default: linux["intelRdt"] = ["closID": "guaranteed", "l3CacheSchema": "L3:0=7f0"]
+            }
+            config["linux"] = linux
+        }
+        defer { b.remove() }
+        let (status, _, err) = try b.cocoon(["run", "-b", b.directory, "run-bad-\(field.lowercased())"])
+        #expect(status == 1)
+        #expect(err.contains(path) && err.contains(hint), "\(err)")
+    }
+
     @Test func userSwitch() throws {
         let b = try BundleFixture(args: ["id"]) { config in
             var process = config["process"] as! [String: Any]

@@ -131,6 +131,22 @@ import Testing
         }
     }
 
+    @Test func timeOffsetsPersonalityAndIntelRdt() {
+        expectProblems(["linux.timeOffsets"]) { $0.linux?.timeOffsets = ["boottime": TimeOffset(secs: 1)] }
+        expectProblems([]) {
+            $0.linux?.namespaces?.append(Namespace(type: .time))
+            $0.linux?.timeOffsets = ["boottime": TimeOffset(secs: 1), "monotonic": TimeOffset(secs: -5, nanosecs: 999_999_999)]
+        }
+        expectProblems(["linux.timeOffsets.boottime.nanosecs", "linux.timeOffsets.realtime"]) {
+            $0.linux?.namespaces?.append(Namespace(type: .time))
+            $0.linux?.timeOffsets = ["realtime": TimeOffset(secs: 1), "boottime": TimeOffset(nanosecs: 1_000_000_000)]
+        }
+        expectProblems([]) { $0.linux?.personality = Personality(domain: "LINUX32") }
+        expectProblems(["linux.personality.domain"]) { $0.linux?.personality = Personality(domain: "linux") }
+        expectProblems(["linux.personality.flags"]) { $0.linux?.personality = Personality(domain: "LINUX", flags: ["X"]) }
+        expectProblems(["linux.intelRdt"]) { $0.linux?.intelRdt = IntelRdt(closID: "c", l3CacheSchema: "L3:0=f") }
+    }
+
     @Test func devicesMountsAndPaths() {
         expectProblems(["linux.devices[0].type"]) { $0.linux?.devices = [Device(type: "x", path: "/dev/x", major: 1, minor: 1)] }
         expectProblems(["linux.devices[0]"]) { $0.linux?.devices = [Device(type: "c", path: "/dev/x")] }

@@ -74,6 +74,8 @@ int cocoon_setdomainname(const char *name);
 int cocoon_tap_open(const char *name, char *actual_name, size_t len);
 /// setns(fd, CLONE_NEWNET) for the calling thread only.
 int cocoon_setns_net(int fd);
+/// setns(fd, CLONE_NEWTIME): the kernel allows it only to a process that shares its memory with nobody.
+int cocoon_setns_time(int fd);
 int cocoon_setgroups(const uint32_t *gids, int n);
 int cocoon_setresuid(uint32_t uid);
 int cocoon_setresgid(uint32_t gid);
@@ -82,6 +84,8 @@ int cocoon_mknod(const char *path, unsigned int mode, unsigned int major, unsign
 int cocoon_set_ctty(int fd);
 int cocoon_open_path(const char *path);
 int cocoon_unshare(int flags);
+/// personality(2) for the execution domain (PER_LINUX, PER_LINUX32); 0, or -1 with errno.
+int cocoon_personality(unsigned long persona);
 
 /// A sealed, executable in-memory copy of a file (runc's answer to CVE-2019-5736): what the
 /// container could reach through /proc/PID/exe is this copy, never the host's binary. -1 on error.
