@@ -2,7 +2,7 @@ import ArgumentParser
 import HostCheck
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check that this host can run cocoon; exit non-zero if it cannot.")
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Check that this host can run cocoon; exit non-zero if it cannot.")
 
     @OptionGroup var global: GlobalOptions
 

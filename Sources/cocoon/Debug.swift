@@ -4,10 +4,10 @@ import Hypervisor
 import Sandbox
 
 struct Debug: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Diagnostics for developers.", subcommands: [Boot.self])
+    static let configuration = CommandConfiguration(commandName: "debug", abstract: "Diagnostics for developers.", subcommands: [Boot.self])
 
     struct Boot: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "boot",
             abstract: "Boot a sandbox VM, print the agent's health answer and the boot time, and shut it down.")
 
         @OptionGroup var global: GlobalOptions

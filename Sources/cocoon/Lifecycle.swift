@@ -88,7 +88,7 @@ struct CreateFlags: ParsableArguments {
 }
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a container: set it up and leave it waiting for start.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container: set it up and leave it waiting for start.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var flags: CreateFlags
     @Argument(help: "The container id.") var id: String
@@ -106,7 +106,7 @@ struct Create: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start the program of a created container.")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start the program of a created container.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The container id.") var id: String
 
@@ -121,7 +121,7 @@ struct Start: ParsableCommand {
 }
 
 struct State: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a container's state as JSON.")
+    static let configuration = CommandConfiguration(commandName: "state", abstract: "Print a container's state as JSON.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The container id.") var id: String
 
@@ -140,7 +140,7 @@ struct State: ParsableCommand {
 }
 
 struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGTERM) to a container's init process.")
+    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal (default SIGTERM) to a container's init process.")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Signal every process of the container.") var all = false
     @Argument(help: "The container id.") var id: String
@@ -160,7 +160,7 @@ struct Kill: ParsableCommand {
 }
 
 struct Delete: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete a stopped container (--force: also a running one).")
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a stopped container (--force: also a running one).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.short, .long], help: "Kill the container first if it runs.") var force = false
     @Argument(help: "The container id.") var id: String
@@ -176,7 +176,7 @@ struct Delete: ParsableCommand {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "run",
         abstract: "Create and start a container; without --detach wait for it and exit with its status.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var flags: CreateFlags
@@ -238,7 +238,7 @@ extension Run {
 }
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List containers.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List containers.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "table or json.") var format: String = "table"
     @Flag(name: [.short, .long], help: "Only ids.") var quiet = false
@@ -341,7 +341,7 @@ struct Foreground {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a new process in a running container.")
+    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a new process in a running container.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "A process.json (runtime-spec process) instead of arguments.") var process: String?
     @Flag(name: [.short, .long], help: "Allocate a terminal.") var tty = false

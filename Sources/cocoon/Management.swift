@@ -6,7 +6,7 @@ import OCI
 import SandboxDaemon
 
 struct Pause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Freeze every process of a container.")
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Freeze every process of a container.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The container id.") var id: String
     func run() throws {
@@ -20,7 +20,7 @@ struct Pause: ParsableCommand {
 }
 
 struct Resume: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Thaw a paused container.")
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Thaw a paused container.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The container id.") var id: String
     func run() throws {
@@ -34,7 +34,7 @@ struct Resume: ParsableCommand {
 }
 
 struct Ps: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the processes of a container.")
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List the processes of a container.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "table or json.") var format: String = "table"
     @Argument(help: "The container id.") var id: String
@@ -72,7 +72,7 @@ struct Ps: ParsableCommand {
 }
 
 struct Update: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Change a running container's resource limits.")
+    static let configuration = CommandConfiguration(commandName: "update", abstract: "Change a running container's resource limits.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .long], help: "A linux.resources JSON file, or - for standard input.") var resources: String?
     @Option(help: "Memory limit in bytes.") var memory: Int64?
@@ -113,7 +113,7 @@ struct Update: ParsableCommand {
 }
 
 struct Events: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print container statistics (--stats: once).")
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Print container statistics (--stats: once).")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the statistics once and exit.") var stats = false
     @Option(help: "Seconds between statistics when streaming.") var interval: Double = 5

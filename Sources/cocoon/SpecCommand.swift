@@ -4,7 +4,7 @@ import LinuxContainer
 import OCI
 
 struct Spec: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a default config.json into a bundle.")
+    static let configuration = CommandConfiguration(commandName: "spec", abstract: "Write a default config.json into a bundle.")
     @Option(name: [.short, .long], help: "The bundle directory.") var bundle: String = "."
 
     func run() throws {
