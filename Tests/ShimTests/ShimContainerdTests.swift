@@ -263,6 +263,29 @@ struct ShimContainerdTests {
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-pod"])
     }
 
+    @Test func theSandboxContainerMayBeDeletedBeforeTheOthers() throws {
+        // Not CRI's order, but containerd's API allows it: the VM stays until the pod's last container goes.
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=shim-first"]
+        var r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=sandbox",
+                                                              ctd.image, "shim-first", "sleep", "1000"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=container",
+                                                          ctd.image, "shim-second", "sleep", "1000"], timeout: 120)
+        #expect(r.0 == 0, "\(r.1)")
+        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-first"]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("sandbox container stopped") { try ctd.ctr(["task", "rm", "shim-first"]).0 == 0 })
+        #expect(try ctd.ctr(["containers", "rm", "shim-first"]).0 == 0)
+        #expect(ShimEnvironment.qemus().count == 1, "the VM stays for the pod's other container")
+        r = try ctd.ctr(["task", "exec", "--exec-id", "after", "shim-second", "echo", "still-here"])
+        #expect(r.0 == 0 && r.1.contains("still-here"), "\(r.1)")
+        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-second"]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("last container stopped") { try ctd.ctr(["task", "rm", "shim-second"]).0 == 0 })
+        #expect(try ctd.ctr(["containers", "rm", "shim-second"]).0 == 0)
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-first"])
+    }
+
     @Test func theContainerOutlivesAContainerdRestart() throws {
         let ctd = try ShimEnvironment.containerd()
         defer { ctd.stop() }
@@ -368,6 +391,15 @@ struct ShimCRITests {
             #expect(line(app, "probe ") == "probe from-the-node", "\(texts)")
         }
         #expect((json["running"] as? [String: String])?.values.allSatisfy { $0 == "CONTAINER_RUNNING" } == true, "\(json)")
+        // ExecSync (stdout, stderr and exit code apart), then UpdateContainerResources: the guest cgroup's limit
+        // goes from the 64 MiB of create to 48 MiB.
+        let execs = json["exec"] as? [[String: Any]] ?? []
+        #expect(execs.count == 2, "\(json)")
+        if execs.count == 2 {
+            #expect((execs[0]["stdout"] as? String)?.hasPrefix("\(64 << 20)") == true, "\(execs)")
+            #expect(execs[0]["stderr"] as? String == "to-stderr\n" && execs[0]["exit_code"] as? Int == 3, "\(execs)")
+            #expect((execs[1]["stdout"] as? String)?.hasPrefix("\(48 << 20)") == true, "\(execs)")
+        }
         let stopped = json["stopped"] as? [String: [String: Any]] ?? [:]
         #expect(stopped.count == 2 && stopped.values.allSatisfy { $0["state"] as? String == "CONTAINER_EXITED" }, "\(stopped)")
         #expect((json["steps"] as? [String])?.last == "StopPodSandbox, RemovePodSandbox", "\(json)")

@@ -121,6 +121,18 @@ def main():
             path = os.path.join(args.logs, name + ".log")
             result["logs"][name] = wait_for(name + "'s log", lambda: (t := log_text(path)) and "ipc " in t and t, 60)
         step("logs")
+        # ExecSync in the VM, and a new memory limit (64 MiB at create) that the guest cgroup then shows.
+        app1 = containers["app1"]
+        limit_file = "/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup | tail -1)/memory.max"
+        show = ["sh", "-c", "cat " + limit_file + "; echo to-stderr >&2; exit 3"]
+        before = rt.call("ExecSync", pb.ExecSyncRequest(container_id=app1, cmd=show, timeout=60), "ExecSyncResponse")
+        rt.call("UpdateContainerResources", pb.UpdateContainerResourcesRequest(
+            container_id=app1, linux=pb.LinuxContainerResources(memory_limit_in_bytes=48 << 20)),
+            "UpdateContainerResourcesResponse")
+        after = rt.call("ExecSync", pb.ExecSyncRequest(container_id=app1, cmd=show, timeout=60), "ExecSyncResponse")
+        result["exec"] = [{"stdout": r.stdout.decode(), "stderr": r.stderr.decode(), "exit_code": r.exit_code}
+                          for r in (before, after)]
+        step("ExecSync, UpdateContainerResources")
         result["running"] = {name: pb.ContainerState.Name(rt.call(
             "ContainerStatus", pb.ContainerStatusRequest(container_id=cid), "ContainerStatusResponse").status.state)
             for name, cid in containers.items()}
