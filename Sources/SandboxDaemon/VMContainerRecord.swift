@@ -71,7 +71,16 @@ public struct VMContainerStore: Sendable {
 
     public init(root: String) { self.root = root }
 
-    public var daemonsDirectory: String { root + "/daemons" }
+    public var daemonsDirectory: String { root + "/" + Self.daemonsName }
+    static let daemonsName = "daemons"
+
+    /// Containers of either isolation share `--root` with the daemons' directory: its name is no id.
+    public func checkNotReserved(_ id: String) throws(SandboxDaemonError) {
+        if id == Self.daemonsName {
+            throw SandboxDaemonError(.invalidArgument,
+                "container id '\(id)' is reserved: \(daemonsDirectory) holds the sandbox daemons' control sockets")
+        }
+    }
     public func controlSocket(sandboxName: String) -> String { "\(daemonsDirectory)/\(sandboxName).sock" }
 
     public func directory(_ id: String) -> String { "\(root)/\(id)" }

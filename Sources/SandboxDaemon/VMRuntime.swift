@@ -60,6 +60,7 @@ public struct VMRuntime: Sendable {
 
     public func create(id: String, bundle: String, options: CreateOptions) throws(SandboxDaemonError) {
         try Self.validate(id: id)
+        try store.checkNotReserved(id)
         let bundle = URL(fileURLWithPath: bundle).standardizedFileURL.path
         let spec: Spec
         do throws(OCIError) { spec = try Spec.load(bundle: bundle) } catch {

@@ -97,6 +97,7 @@ struct Create: ParsableCommand {
         try runtimeCommand(global) { config, logger in
             switch try RuntimeChoice.forNew(config, global, logger) {
             case .process(let runtime):
+                try vmRuntime(config, global, logger).store.checkNotReserved(id)
                 _ = try runtime.create(id: id, bundle: flags.bundle, options: try flags.options())
             case .vm(let runtime):
                 try runtime.create(id: id, bundle: flags.bundle, options: try flags.vmOptions())
@@ -191,6 +192,7 @@ struct Run: ParsableCommand {
                 status = try runInVM(config, logger)
                 return
             }
+            try vmRuntime(config, global, logger).store.checkNotReserved(id)
             let runtime = try containerRuntime(config)
             let foreground = try Foreground(wantsTerminal: flags.wantsTerminal && !detach)
             var options = try flags.options()

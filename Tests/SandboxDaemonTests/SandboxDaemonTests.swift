@@ -63,6 +63,12 @@ struct VMContainerStoreTests {
         }
     }
 
+    @Test func theDaemonsDirectoryIsNoContainerID() {
+        let store = VMContainerStore(root: "/run/x")
+        #expect(throws: SandboxDaemonError.self) { try store.checkNotReserved("daemons") }
+        #expect(throws: Never.self) { try store.checkNotReserved("daemons-1") }
+    }
+
     @Test func aRecordFromBeforeControlSocketsMovedStillFindsItsDaemon() throws {
         // Written by an earlier cocoon: no controlSocket, the socket is in the run directory.
         let json = """
