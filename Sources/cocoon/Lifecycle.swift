@@ -216,8 +216,15 @@ struct Run: ParsableCommand {
 extension Run {
     func runInVM(_ config: Configuration, _ logger: Logger) throws -> Int32 {
         if flags.preserveFds != 0 { throw CLIError("--preserve-fds cannot cross into a VM") }
-        if detach || flags.pidFile != nil || flags.consoleSocket != nil {
-            // What the caller tracks by PID, or leaves running: the daemon and a stand-in, as create does.
+        // Host hooks need what create gives them: a stand-in's PID in the container's network namespace.
+        let spec = try? OCI.Spec.load(bundle: URL(fileURLWithPath: flags.bundle).standardizedFileURL.path)
+        let hostHooks = spec?.hooks.map { h in
+            [h.prestart, h.createRuntime, h.poststart, h.poststop].contains { $0?.isEmpty == false }
+        } ?? false
+        let terminal = spec?.process?.terminal == true
+        if detach || flags.pidFile != nil || flags.consoleSocket != nil || (hostHooks && !terminal) {
+            // What the caller tracks by PID, or leaves running, or hooks need: the daemon and a stand-in, as
+            // create does.
             // Signals are blocked before the first thread (the daemon connection's) starts.
             let foreground = detach ? nil : try Foreground(wantsTerminal: false)
             let runtime = vmRuntime(config, global, logger)

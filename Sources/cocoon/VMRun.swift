@@ -28,7 +28,8 @@ struct VMRun {
         }
         let terminal = spec.process?.terminal == true
         if let h = spec.hooks, [h.prestart, h.createRuntime, h.poststart, h.poststop].contains(where: { $0?.isEmpty == false }) {
-            logger.warning("\(bundle)/config.json: hooks are not run by a foreground `cocoon run` of a VM container; create and start run them")
+            // Without a terminal, `run` takes the create/start path, which runs them.
+            logger.warning("\(bundle)/config.json: hooks are not run by a foreground `cocoon run` of a VM container with a terminal; create and start run them")
         }
         var options = Sandbox.BootOptions()
         options.shareFilesystem = true

@@ -287,6 +287,37 @@ struct RuncCommandLine {
         VMCLIFixture.expectNothingLeft("after the orphan")
     }
 
+    @Test func aForegroundRunRunsTheHostHooks() throws {
+        // prestart, createRuntime and poststart on the host with the stand-in's PID (in the container's
+        // network namespace), poststop after the exit: as `create`, `start` and `delete` run them.
+        let out = NSTemporaryDirectory() + "cocoon-vmcli-hooks-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        func hook(_ name: String) -> [String: Any] {
+            // The state on stdin; for prestart also the network namespace of the PID it names.
+            ["path": "/bin/sh", "args": ["sh", "-c",
+                "cat > \(out)/\(name).json; pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' \(out)/\(name).json); "
+                + "readlink /proc/$pid/ns/net > \(out)/\(name).net 2>/dev/null; true"]]
+        }
+        let b = try BundleFixture(args: ["sh", "-c", "echo from-the-vm; exit 6"]) { config in
+            config["hooks"] = ["prestart": [hook("prestart")], "createRuntime": [hook("createRuntime")],
+                               "poststart": [hook("poststart")], "poststop": [hook("poststop")]]
+        }
+        defer { b.remove() }
+        let r = try VMCLIFixture.cocoon(["run", "--bundle", b.directory, "vmcli-hooks"])
+        #expect(r.0 == 6 && r.1.contains("from-the-vm"), "\(r.1)")
+        #expect(!r.1.contains("hooks are not run"), "\(r.1)")
+        for (kind, expected) in [("prestart", "creating"), ("createRuntime", "creating"), ("poststart", "running"), ("poststop", "stopped")] {
+            let data = FileManager.default.contents(atPath: "\(out)/\(kind).json") ?? Data()
+            let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            #expect(state?["id"] as? String == "vmcli-hooks" && state?["status"] as? String == expected, "\(kind): \(String(describing: state))")
+        }
+        let hostNet = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+        let hookNet = ((try? String(contentsOfFile: "\(out)/prestart.net", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(hookNet.hasPrefix("net:[") && hookNet != hostNet, "prestart's PID lives in the container's network namespace: \(hookNet)")
+        VMCLIFixture.expectNothingLeft("after a run with hooks")
+    }
+
     @Test func badInputIsReportedWithoutLeavingAnything() throws {
         let b = try BundleFixture(args: ["true"]) { config in
             var process = config["process"] as! [String: Any]
