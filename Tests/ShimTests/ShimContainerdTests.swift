@@ -235,55 +235,40 @@ struct ShimContainerdTests {
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-refused", "shim-sized"])
     }
 
-    @Test func containersOfOnePodShareOneShimAndOneVM() throws {
+    /// SIGKILL, then the task and the container removed.
+    func remove(_ id: String, from ctd: PrivateContainerd) throws {
+        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", id]).0 == 0)
+        #expect(try ShimEnvironment.waitFor("\(id) stopped") { try ctd.ctr(["task", "rm", id]).0 == 0 })
+        #expect(try ctd.ctr(["containers", "rm", id]).0 == 0)
+    }
+
+    /// `sandboxFirst`: not CRI's order, but containerd's API allows it; the VM stays until the pod's last
+    /// container goes either way.
+    @Test(arguments: [false, true])
+    func containersOfOnePodShareOneShimAndOneVM(sandboxFirst: Bool) throws {
         let ctd = try ShimEnvironment.containerd()
         defer { ctd.stop() }
-        let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=shim-pod"]
-        var r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=sandbox",
-                                                              ctd.image, "shim-pod", "sleep", "1000"], timeout: 120)
-        #expect(r.0 == 0, "\(r.1)")
-        r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=container",
-                                                          ctd.image, "shim-app", "sleep", "1000"], timeout: 120)
-        #expect(r.0 == 0, "\(r.1)")
+        let (sandbox, app) = sandboxFirst ? ("shim-first", "shim-second") : ("shim-pod", "shim-app")
+        let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=\(sandbox)"]
+        for (id, type) in [(sandbox, "sandbox"), (app, "container")] {
+            let r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=\(type)",
+                                                                  ctd.image, id, "sleep", "1000"], timeout: 120)
+            #expect(r.0 == 0, "\(r.1)")
+        }
         #expect(ctd.leftoverShims().count == 1, "one shim for the pod: \(ctd.leftoverShims())")
         #expect(ShimEnvironment.qemus().count == 1, "one VM for the pod: \(ShimEnvironment.qemus())")
         // Both containers see the same kernel boot: the same VM.
-        let bootA = try ctd.ctr(["task", "exec", "--exec-id", "b1", "shim-pod", "cat", "/proc/sys/kernel/random/boot_id"]).1
-        let bootB = try ctd.ctr(["task", "exec", "--exec-id", "b2", "shim-app", "cat", "/proc/sys/kernel/random/boot_id"]).1
+        let bootA = try ctd.ctr(["task", "exec", "--exec-id", "b1", sandbox, "cat", "/proc/sys/kernel/random/boot_id"]).1
+        let bootB = try ctd.ctr(["task", "exec", "--exec-id", "b2", app, "cat", "/proc/sys/kernel/random/boot_id"]).1
         #expect(!bootA.isEmpty && bootA == bootB, "\(bootA) vs \(bootB)")
         // Deleting one container keeps the VM for the other.
-        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-app"]).0 == 0)
-        #expect(try ShimEnvironment.waitFor("app stopped") { try ctd.ctr(["task", "rm", "shim-app"]).0 == 0 })
-        #expect(try ctd.ctr(["containers", "rm", "shim-app"]).0 == 0)
-        #expect(ShimEnvironment.qemus().count == 1, "the VM stays while the pod's sandbox container lives")
-        #expect(try ctd.ctr(["task", "exec", "--exec-id", "b3", "shim-pod", "true"]).0 == 0)
-        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-pod"]).0 == 0)
-        #expect(try ShimEnvironment.waitFor("pod stopped") { try ctd.ctr(["task", "rm", "shim-pod"]).0 == 0 })
-        #expect(try ctd.ctr(["containers", "rm", "shim-pod"]).0 == 0)
-        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-pod"])
-    }
-
-    @Test func theSandboxContainerMayBeDeletedBeforeTheOthers() throws {
-        // Not CRI's order, but containerd's API allows it: the VM stays until the pod's last container goes.
-        let ctd = try ShimEnvironment.containerd()
-        defer { ctd.stop() }
-        let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=shim-first"]
-        var r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=sandbox",
-                                                              ctd.image, "shim-first", "sleep", "1000"], timeout: 120)
-        #expect(r.0 == 0, "\(r.1)")
-        r = try ctd.ctr(["run", "-d"] + runtime + pod + ["--annotation", "io.kubernetes.cri.container-type=container",
-                                                          ctd.image, "shim-second", "sleep", "1000"], timeout: 120)
-        #expect(r.0 == 0, "\(r.1)")
-        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-first"]).0 == 0)
-        #expect(try ShimEnvironment.waitFor("sandbox container stopped") { try ctd.ctr(["task", "rm", "shim-first"]).0 == 0 })
-        #expect(try ctd.ctr(["containers", "rm", "shim-first"]).0 == 0)
-        #expect(ShimEnvironment.qemus().count == 1, "the VM stays for the pod's other container")
-        r = try ctd.ctr(["task", "exec", "--exec-id", "after", "shim-second", "echo", "still-here"])
+        let (first, last) = sandboxFirst ? (sandbox, app) : (app, sandbox)
+        try remove(first, from: ctd)
+        #expect(ShimEnvironment.qemus().count == 1, "the VM stays while \(last) lives")
+        let r = try ctd.ctr(["task", "exec", "--exec-id", "b3", last, "echo", "still-here"])
         #expect(r.0 == 0 && r.1.contains("still-here"), "\(r.1)")
-        #expect(try ctd.ctr(["task", "kill", "-s", "KILL", "shim-second"]).0 == 0)
-        #expect(try ShimEnvironment.waitFor("last container stopped") { try ctd.ctr(["task", "rm", "shim-second"]).0 == 0 })
-        #expect(try ctd.ctr(["containers", "rm", "shim-second"]).0 == 0)
-        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-first"])
+        try remove(last, from: ctd)
+        ShimEnvironment.expectNothingLeft(ctd, groups: [sandbox])
     }
 
     @Test func theContainerOutlivesAContainerdRestart() throws {
