@@ -3,6 +3,11 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import OCI
 import Processes
 import SystemCalls
@@ -13,12 +18,22 @@ public enum HookRunner {
     /// Hooks without a timeout still get one, so a hung hook never hangs the runtime.
     public static let defaultTimeout = 120.0
 
-    public static func run(_ hooks: [Hook]?, kind: String, state: State) throws(LinuxContainerError) {
+    /// `networkNamespace`: a path whose network namespace the hooks run in (a VM pod's, which no host
+    /// process of the container's lives in).
+    public static func run(_ hooks: [Hook]?, kind: String, state: State, networkNamespace: String? = nil) throws(LinuxContainerError) {
+        guard let hooks, !hooks.isEmpty else { return }
+        var namespace: FileDescriptor?
+        defer { namespace?.close() }
+        if let networkNamespace {
+            do throws(SystemError) { namespace = try FileDescriptor.open(networkNamespace, O_RDONLY | O_CLOEXEC) } catch {
+                throw LinuxContainerError(error.code, step: "\(kind) hooks", "the network namespace \(networkNamespace): \(error.message)")
+            }
+        }
         let stateJSON: [UInt8]
         do { stateJSON = Array(try JSONEncoder().encode(state)) } catch {
             throw LinuxContainerError(step: "\(kind) hook", "cannot encode the state")
         }
-        for (i, hook) in (hooks ?? []).enumerated() {
+        for (i, hook) in hooks.enumerated() {
             let step = "hooks.\(kind)[\(i)] \(hook.path)"
             var options = ChildProcess.Options()
             options.argv0 = hook.args?.first
@@ -29,6 +44,7 @@ public enum HookRunner {
             // A session (and process group) of its own, so a timeout kills what the hook started too.
             options.newSession = true
             options.killWithParent = true
+            if let namespace { options.joinNamespaces = [namespace.rawValue] }
             let timeout = hook.timeout.map(Double.init) ?? defaultTimeout
             let result: (Termination, String)
             do {

@@ -3,6 +3,7 @@ import Config
 import ContainerdAPI
 import Crypto
 import Foundation
+import LinuxContainer
 import Logging
 import OCI
 import Sandbox
@@ -94,6 +95,22 @@ public final class ShimService: @unchecked Sendable {
         }
         io = try ProcessIO.open(stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal,
                                 containerID: r.id, namespace: namespace)
+        // prestart and createRuntime on the host, as Kata runs them: in the pod's network namespace (no host
+        // process of the container lives there), with the shim's PID, before the VM takes the namespace over.
+        let rootfsPath = spec.root.map { $0.path.hasPrefix("/") ? $0.path : r.bundle + "/" + $0.path } ?? r.bundle + "/rootfs"
+        let networkNamespace = Sandbox.BootOptions.networkNamespace(of: spec)
+        let created = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let hostState = { (status: OCI.State.Status) in
+            OCI.State(id: r.id, status: status, pid: getpid(), bundle: r.bundle, rootfs: rootfsPath, created: created,
+                      owner: "", annotations: spec.annotations)
+        }
+        do throws(LinuxContainerError) {
+            try HookRunner.run(spec.hooks?.prestart, kind: "prestart", state: hostState(.creating), networkNamespace: networkNamespace)
+            try HookRunner.run(spec.hooks?.createRuntime, kind: "createRuntime", state: hostState(.creating),
+                               networkNamespace: networkNamespace)
+        } catch {
+            throw ShimError(error.code, error.message)
+        }
         let sandbox = try podSandbox(for: spec, overrides: overrides)
         let pid: Int32
         do throws(SandboxError) {
@@ -107,6 +124,11 @@ public final class ShimService: @unchecked Sendable {
         process.pid = pid
         process.io = io
         let container = ShimContainer(id: r.id, bundle: r.bundle, mountedRootfs: mounted, initProcess: process)
+        container.hooks = spec.hooks
+        container.rootfs = rootfsPath
+        container.networkNamespace = networkNamespace
+        container.created = created
+        container.annotations = spec.annotations
         state.withLock { containers[r.id] = container }
         ok = true
         events.publish(EventTopic.taskCreate, Containerd_Events_TaskCreate.with {
@@ -181,6 +203,7 @@ public final class ShimService: @unchecked Sendable {
                 throw ShimError(error.code, error.description)
             }
             state.withLock { if process.status == .created { process.status = .running } }
+            runHostHooks(container.hooks?.poststart, kind: "poststart", container, status: .running)
             events.publish(EventTopic.taskStart, Containerd_Events_TaskStart.with {
                 $0.containerID = r.id
                 $0.pid = UInt32(bitPattern: process.pid)
@@ -305,6 +328,7 @@ public final class ShimService: @unchecked Sendable {
         }
         io?.close()
         if let rootfs = container.mountedRootfs { RootfsMounts.unmount(rootfs) }
+        runHostHooks(container.hooks?.poststop, kind: "poststop", container, status: .stopped)
         state.withLock { _ = containers.removeValue(forKey: r.id) }
         events.publish(EventTopic.taskDelete, Containerd_Events_TaskDelete.with {
             $0.containerID = r.id
@@ -318,6 +342,18 @@ public final class ShimService: @unchecked Sendable {
             $0.pid = UInt32(bitPattern: process.pid)
             $0.exitStatus = process.exitStatus
             $0.exitedAt = process.exitTimestamp
+        }
+    }
+
+    /// poststart and poststop: their failures are logged, not returned (runtime-spec).
+    private func runHostHooks(_ hooks: [Hook]?, kind: String, _ container: ShimContainer, status: OCI.State.Status) {
+        guard let hooks, !hooks.isEmpty else { return }
+        let state = OCI.State(id: container.id, status: status, pid: getpid(), bundle: container.bundle, rootfs: container.rootfs,
+                              created: container.created, owner: "", annotations: container.annotations)
+        do throws(LinuxContainerError) {
+            try HookRunner.run(hooks, kind: kind, state: state, networkNamespace: container.networkNamespace)
+        } catch {
+            logger.warning("container \(container.id): \(error.message)")
         }
     }
 

@@ -48,6 +48,12 @@ final class ShimContainer: @unchecked Sendable {
     var paused = false
     /// The guest's OOM-kill count for the container when last looked at (an increase is a TaskOOM).
     var oomKills: UInt64 = 0
+    /// The spec's host hooks (poststart, poststop still to run) and where they run.
+    var hooks: Hooks?
+    var rootfs = ""
+    var networkNamespace: String?
+    var created = ""
+    var annotations: [String: String]?
 
     init(id: String, bundle: String, mountedRootfs: String?, initProcess: ShimProcess) {
         self.id = id

@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import OCI
 import Testing
 import TestSupport
 @testable import Shim
@@ -107,6 +108,49 @@ struct ShimContainerdTests {
         #expect(r.1.contains("out-6.1"), "the container ran on the guest kernel: \(r.1)")
         #expect(r.1.contains("err-line"))
         ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-once"])
+    }
+
+    @Test func theShimRunsTheHostHooksInThePodNetworkNamespace() throws {
+        // A whole spec (`ctr run --config`) with host hooks and a network namespace path: prestart and
+        // createRuntime before the VM takes the namespace over, poststart after start, poststop after delete,
+        // each with the state on stdin and inside that namespace.
+        let ctd = try ShimEnvironment.containerd()
+        defer { ctd.stop() }
+        let work = ctd.directory + "/hooks"
+        let netns = "cocoon-hk\(getpid() % 10000)"
+        _ = try PrivateContainerd.shell(["-c", "ip netns add \(netns)"])
+        defer { _ = try? PrivateContainerd.shell(["-c", "ip netns del \(netns)"]) }
+        let (made, madeOut) = try PrivateContainerd.shell([ShimEnvironment.repository + "/tests/fixtures/make-busybox-rootfs.sh", work + "/rootfs"])
+        #expect(made == 0, "\(madeOut)")
+        var spec = OCI.Spec.runcDefault()
+        spec.root = Root(path: work + "/rootfs", readonly: true)
+        spec.process?.args = ["sh", "-c", "echo hooked-run; exit 4"]
+        spec.process?.terminal = false
+        let namespaces = (spec.linux?.namespaces ?? []).map {
+            $0.type == .network ? OCI.Namespace(type: .network, path: "/var/run/netns/\(netns)") : $0
+        }
+        spec.linux?.namespaces = namespaces
+        func hook(_ kind: String) -> Hook {
+            Hook(path: "/bin/sh", args: ["sh", "-c", "cat > \(work)/\(kind).json; readlink /proc/self/ns/net > \(work)/\(kind).net"])
+        }
+        var hooks = Hooks()
+        hooks.prestart = [hook("prestart")]
+        hooks.createRuntime = [hook("createRuntime")]
+        hooks.poststart = [hook("poststart")]
+        hooks.poststop = [hook("poststop")]
+        spec.hooks = hooks
+        try JSONEncoder().encode(spec).write(to: URL(fileURLWithPath: work + "/config.json"))
+        let r = try ctd.ctr(["run", "--rm"] + runtime + ["--config", work + "/config.json", "shim-hooks"], timeout: 120)
+        #expect(r.0 == 4 && r.1.contains("hooked-run"), "\(r.1)")
+        let inode = try PrivateContainerd.shell(["-c", "stat -L -c %i /var/run/netns/\(netns)"]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        for (kind, status) in [("prestart", "creating"), ("createRuntime", "creating"), ("poststart", "running"), ("poststop", "stopped")] {
+            let data = FileManager.default.contents(atPath: "\(work)/\(kind).json") ?? Data()
+            let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            #expect(state?["id"] as? String == "shim-hooks" && state?["status"] as? String == status, "\(kind): \(String(describing: state))")
+            let net = ((try? String(contentsOfFile: "\(work)/\(kind).net", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(!inode.isEmpty && net == "net:[\(inode)]", "\(kind) ran in the pod's network namespace: \(net) vs \(inode)")
+        }
+        ShimEnvironment.expectNothingLeft(ctd, groups: ["shim-hooks"])
     }
 
     @Test func ctrRunWithATerminal() throws {
