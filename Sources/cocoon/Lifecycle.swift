@@ -222,13 +222,16 @@ extension Run {
             [h.prestart, h.createRuntime, h.poststart, h.poststop].contains { $0?.isEmpty == false }
         } ?? false
         let terminal = spec?.process?.terminal == true
-        if detach || flags.pidFile != nil || flags.consoleSocket != nil || (hostHooks && !terminal) {
+        if detach || flags.pidFile != nil || flags.consoleSocket != nil || hostHooks {
             // What the caller tracks by PID, or leaves running, or hooks need: the daemon and a stand-in, as
-            // create does.
+            // create does. In the foreground without a console socket, a terminal is relayed from here.
             // Signals are blocked before the first thread (the daemon connection's) starts.
-            let foreground = detach ? nil : try Foreground(wantsTerminal: false)
+            let foreground = detach ? nil : try Foreground(wantsTerminal: terminal && flags.consoleSocket == nil)
             let runtime = vmRuntime(config, global, logger)
-            try runtime.create(id: id, bundle: flags.bundle, options: try flags.vmOptions())
+            var options = try flags.vmOptions()
+            if options.consoleSocket == nil { options.consoleSocket = foreground?.consoleSocket }
+            try runtime.create(id: id, bundle: flags.bundle, options: options)
+            foreground?.created()
             do {
                 try runtime.start(id)
             } catch {
@@ -315,6 +318,16 @@ struct Foreground {
         let pidfd = cocoon_pidfd_open(pid)
         guard pidfd >= 0 else { throw CLIError("process \(pid) is gone: \(String(cString: strerror(errno)))") }
         defer { close(pidfd) }
+        if let relayEnd {
+            // The stand-in sent its terminal's master here at create.
+            let relay = try TerminalRelay.receive(on: relayEnd, until: .after(seconds: 10))
+            close(relayEnd)
+            return try relay.run(exitFD: pidfd, signalFD: signalFD, onSignal: forward, exited: {
+                var status: Int32 = 0
+                guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            })
+        }
         while true {
             let ready = try Poll.wait(for: [pidfd, signalFD], events: Int16(POLLIN), until: .after(seconds: 3600))
             if ready == 1 {

@@ -27,10 +27,6 @@ struct VMRun {
             throw CLIError(error.message)
         }
         let terminal = spec.process?.terminal == true
-        if let h = spec.hooks, [h.prestart, h.createRuntime, h.poststart, h.poststop].contains(where: { $0?.isEmpty == false }) {
-            // Without a terminal, `run` takes the create/start path, which runs them.
-            logger.warning("\(bundle)/config.json: hooks are not run by a foreground `cocoon run` of a VM container with a terminal; create and start run them")
-        }
         var options = Sandbox.BootOptions()
         options.shareFilesystem = true
         let size = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)

@@ -287,9 +287,11 @@ struct RuncCommandLine {
         VMCLIFixture.expectNothingLeft("after the orphan")
     }
 
-    @Test func aForegroundRunRunsTheHostHooks() throws {
+    @Test(arguments: [false, true])
+    func aForegroundRunRunsTheHostHooks(terminal: Bool) throws {
         // prestart, createRuntime and poststart on the host with the stand-in's PID (in the container's
-        // network namespace), poststop after the exit: as `create`, `start` and `delete` run them.
+        // network namespace), poststop after the exit: as `create`, `start` and `delete` run them. With a
+        // terminal, `run` relays the stand-in's pty.
         let out = NSTemporaryDirectory() + "cocoon-vmcli-hooks-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: out) }
@@ -299,13 +301,17 @@ struct RuncCommandLine {
                 "cat > \(out)/\(name).json; pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' \(out)/\(name).json); "
                 + "readlink /proc/$pid/ns/net > \(out)/\(name).net 2>/dev/null; true"]]
         }
-        let b = try BundleFixture(args: ["sh", "-c", "echo from-the-vm; exit 6"]) { config in
+        let b = try BundleFixture(args: ["sh", "-c", "test -t 1 && echo on-a-tty; echo from-the-vm; exit 6"]) { config in
             config["hooks"] = ["prestart": [hook("prestart")], "createRuntime": [hook("createRuntime")],
                                "poststart": [hook("poststart")], "poststop": [hook("poststop")]]
+            var process = config["process"] as! [String: Any]
+            process["terminal"] = terminal
+            config["process"] = process
         }
         defer { b.remove() }
         let r = try VMCLIFixture.cocoon(["run", "--bundle", b.directory, "vmcli-hooks"])
         #expect(r.0 == 6 && r.1.contains("from-the-vm"), "\(r.1)")
+        #expect(r.1.contains("on-a-tty") == terminal, "\(r.1)")
         #expect(!r.1.contains("hooks are not run"), "\(r.1)")
         for (kind, expected) in [("prestart", "creating"), ("createRuntime", "creating"), ("poststart", "running"), ("poststop", "stopped")] {
             let data = FileManager.default.contents(atPath: "\(out)/\(kind).json") ?? Data()
