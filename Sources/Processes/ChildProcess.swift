@@ -9,6 +9,11 @@ public enum Termination: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signalled(Int32)
 
+    /// From a status waitpid(2) filled in.
+    public init(waitStatus status: Int32) {
+        self = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+    }
+
     /// The shell convention: the exit code, or 128 + signal.
     public var exitStatus: Int32 {
         switch self {
@@ -137,7 +142,7 @@ public final class ChildProcess: @unchecked Sendable {
             repeat { r = waitpid(pid, &status, WNOHANG) } while r < 0 && errno == EINTR
             guard r == pid else { return nil }
             ChildRegistry.shared.release(pid)
-            let t: Termination = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+            let t = Termination(waitStatus: status)
             termination = t
             return t
         }

@@ -325,7 +325,7 @@ struct Foreground {
             return try relay.run(exitFD: pidfd, signalFD: signalFD, onSignal: forward, exited: {
                 var status: Int32 = 0
                 guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
-                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                return Termination(waitStatus: status).exitStatus
             })
         }
         while true {
@@ -338,7 +338,7 @@ struct Foreground {
             guard ready == 0 else { continue }
             var status: Int32 = 0
             guard waitpid(pid, &status, 0) == pid else { throw CLIError("wait for \(pid): \(String(cString: strerror(errno)))") }
-            return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return Termination(waitStatus: status).exitStatus
         }
     }
 
