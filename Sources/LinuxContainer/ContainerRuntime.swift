@@ -45,12 +45,16 @@ public struct ContainerRuntime: Sendable {
         public let process: ChildProcess
     }
 
-    public func create(id: String, bundle: String, options: CreateOptions = CreateOptions()) throws(LinuxContainerError) -> Created {
+    /// `loaded`: the bundle's config.json as the caller already read it (`Spec.load`), so it is decoded once.
+    public func create(id: String, bundle: String, loaded: Spec? = nil,
+                       options: CreateOptions = CreateOptions()) throws(LinuxContainerError) -> Created {
         try StateStore.validate(id: id)
         let bundle = Self.absolutePath(bundle)
         var spec: Spec
-        do { spec = try Spec.load(bundle: bundle) } catch {
-            throw LinuxContainerError(error.code, step: "", error.message)
+        if let loaded { spec = loaded } else {
+            do { spec = try Spec.load(bundle: bundle) } catch {
+                throw LinuxContainerError(error.code, step: "", error.message)
+            }
         }
         guard spec.process != nil else {
             throw LinuxContainerError(.invalidArgument, step: "", "\(bundle)/config.json: process: required to create a container")
@@ -199,18 +203,22 @@ public struct ContainerRuntime: Sendable {
                 throw LinuxContainerError(step: "start container init", String(cString: strerror(errno)))
             }
         }
-        // Limits are in place before init runs anything of the container's.
+        try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
+                                       preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
+                                       newCgroupNamespace: newCgroupNS, newTimeNamespace: newTimeNS, bundle: bundle,
+                                       consoleSocketFD: consoleFD))
+        // While init makes its mounts: limits in place and init moved into the cgroup, before init runs
+        // anything of the container's (init waits for `joinedCgroup` before cgroup mounts, devices,
+        // hooks and its cgroup namespace).
         do throws(CgroupError) {
             try cgroup.create()
             if let resources = spec.linux?.resources { try cgroup.apply(resources) }
             try cgroup.join(pid: pid)
         } catch {
+            try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
             throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
         }
-        try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
-                                       preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
-                                       newCgroupNamespace: newCgroupNS, newTimeNamespace: newTimeNS, bundle: bundle,
-                                       consoleSocketFD: consoleFD))
+        try parentSync.send(InitCommand.joinedCgroup)
         var report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))
         if case .runtimeHooks = report {
             // prestart (deprecated) and createRuntime: in the runtime's namespaces, before pivot_root.

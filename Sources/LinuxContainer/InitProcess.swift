@@ -87,8 +87,23 @@ public enum InitProcess {
         let fifo = cocoon_open_path(config.execFifo)
         guard fifo >= 0 else { throw LinuxContainerError(step: "open exec fifo", String(cString: strerror(errno))) }
 
-        if config.newCgroupNamespace {
-            try check("unshare cgroup namespace", cocoon_unshare(0x0200_0000))
+        // Moving a process between cgroup v1 hierarchies waits for an RCU grace period (about 10 ms):
+        // the runtime does it while init makes its mounts, and init waits for it only before the
+        // first step that must happen inside the cgroup.
+        var inCgroup = false
+        func awaitCgroup() throws(LinuxContainerError) {
+            if inCgroup { return }
+            switch try sync.receive(InitCommand.self, until: .after(seconds: 60)) {
+            case .joinedCgroup: break
+            case .abort(let why): throw LinuxContainerError(.aborted, step: "join cgroup", why)
+            case .proceed: throw LinuxContainerError(.internal, step: "join cgroup", "the runtime skipped the cgroup")
+            case nil: throw LinuxContainerError(.aborted, step: "join cgroup", "the runtime went away")
+            }
+            inCgroup = true
+            // The cgroup namespace's root is the cgroup init is in when it unshares.
+            if config.newCgroupNamespace {
+                try check("unshare cgroup namespace", cocoon_unshare(0x0200_0000))
+            }
         }
         if config.newUserNamespace {
             // Become root of the new user namespace (ids were mapped by the runtime already).
@@ -97,12 +112,14 @@ public enum InitProcess {
         }
         if config.newTimeNamespace { try enterTimeNamespace(offsets: spec.linux?.timeOffsets ?? [:]) }
         let rootfs = RootFS(config: config)
-        if config.newMountNamespace { try rootfs.mountAll() }
+        if config.newMountNamespace { try rootfs.mountAll(inCgroup: awaitCgroup) }
+        try awaitCgroup()
         let hooks = config.spec.hooks
         if !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty {
             try sync.send(InitReport.runtimeHooks)
             switch try sync.receive(InitCommand.self, until: .after(seconds: HookRunner.defaultTimeout * 4)) {
             case .proceed: break
+            case .joinedCgroup: throw LinuxContainerError(.internal, step: "runtime hooks", "the runtime skipped the hooks")
             case .abort(let why): throw LinuxContainerError(.aborted, step: "runtime hooks", why)
             case nil: throw LinuxContainerError(.aborted, step: "runtime hooks", "the runtime went away")
             }

@@ -53,6 +53,8 @@ public enum InitReport: Codable, Sendable {
 
 /// Messages from the runtime to init after the configuration.
 public enum InitCommand: Codable, Sendable {
+    /// Init is in the container's cgroup (the runtime moved it there while init made its mounts).
+    case joinedCgroup
     case proceed
     case abort(String)
 }

@@ -20,15 +20,19 @@ struct RootFS {
     }
 
     /// Everything up to pivot_root: hooks run between this and `finish`.
-    func mountAll() throws(LinuxContainerError) {
+    /// `inCgroup` is called before the first step that must happen inside the container's cgroup
+    /// (a cgroup mount, device nodes): the runtime moves init there while these mounts are made.
+    func mountAll(inCgroup: () throws(LinuxContainerError) -> Void) throws(LinuxContainerError) {
         // Nothing done here may propagate back to the host's mount namespace.
         let propagation = spec.linux?.rootfsPropagation.flatMap { MountOptions.propagationFlags[$0] } ?? UInt(MS_SLAVE | MS_REC)
         try check("make / \(spec.linux?.rootfsPropagation ?? "rslave")", mount(nil, "/", nil, propagation, nil))
         // pivot_root needs the new root to be a mount point.
         try check("bind rootfs \(rootfs)", mount(rootfs, rootfs, nil, UInt(MS_BIND | MS_REC), nil))
         for (i, m) in (spec.mounts ?? []).enumerated() {
+            if m.type == "cgroup" || m.type == "cgroup2" { try inCgroup() }
             try mountEntry(m, index: i)
         }
+        try inCgroup()
         if (spec.mounts ?? []).contains(where: { $0.destination == "/dev" }) {
             try createDefaultDevices()
         }

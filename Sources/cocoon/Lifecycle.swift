@@ -83,8 +83,6 @@ struct CreateFlags: ParsableArguments {
         }
         return o
     }
-
-    var wantsTerminal: Bool { (try? OCI.Spec.load(bundle: bundle))?.process?.terminal == true }
 }
 
 struct Create: ParsableCommand {
@@ -194,10 +192,12 @@ struct Run: ParsableCommand {
             }
             try vmRuntime(config, global, logger).store.checkNotReserved(id)
             let runtime = try containerRuntime(config)
-            let foreground = try Foreground(wantsTerminal: flags.wantsTerminal && !detach)
+            // Read once: whether to relay a terminal, and what create runs (a bad file is reported by create).
+            let spec = try? OCI.Spec.load(bundle: ContainerRuntime.absolutePath(flags.bundle))
+            let foreground = try Foreground(wantsTerminal: spec?.process?.terminal == true && !detach)
             var options = try flags.options()
             if options.consoleSocket == nil { options.consoleSocket = foreground.consoleSocket }
-            let created = try runtime.create(id: id, bundle: flags.bundle, options: options)
+            let created = try runtime.create(id: id, bundle: flags.bundle, loaded: spec, options: options)
             foreground.created()
             do {
                 try runtime.start(id)

@@ -141,6 +141,42 @@ struct ProcessIsolationTests {
         #expect(err.contains(path) && err.contains(hint), "\(err)")
     }
 
+    @Test(arguments: [true, false])
+    func theProgramAndItsHooksStartInTheContainersCgroup(cgroupNamespace: Bool) throws {
+        // The runtime moves init into the cgroup while init makes its mounts; a createContainer hook
+        // (forked by init) and the program must both be inside it, and a cgroup namespace must be
+        // rooted at it (unshared after the move): its lines read "/" then.
+        let out = NSTemporaryDirectory() + "cocoon-cg-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let id = cgroupNamespace ? "cg-ns" : "cg-host"
+        let b = try BundleFixture(args: ["sh", "-c", "grep -E ':(memory|pids):' /proc/self/cgroup"]) { config in
+            var linux = config["linux"] as! [String: Any]
+            var namespaces = (linux["namespaces"] as! [[String: Any]]).filter { $0["type"] as? String != "cgroup" }
+            if cgroupNamespace { namespaces.append(["type": "cgroup"]) }
+            linux["namespaces"] = namespaces
+            config["linux"] = linux
+            config["hooks"] = ["createContainer": [["path": "/bin/sh",
+                                                    "args": ["sh", "-c", "grep -E ':(memory|pids):' /proc/self/cgroup > \(out)/hook"]]]]
+        }
+        defer { b.remove() }
+        let (status, stdout, err) = try b.cocoon(["run", "-b", b.directory, id])
+        #expect(status == 0, "\(err)")
+        let hook = (try? String(contentsOfFile: out + "/hook", encoding: .utf8)) ?? ""
+        for (who, text) in [("program", stdout), ("createContainer hook", hook)] {
+            let lines = text.split(separator: "\n")
+            #expect(lines.count == 2, "\(who): \(text)")
+            for line in lines {
+                let path = line.split(separator: ":", maxSplits: 2).last.map(String.init) ?? ""
+                if cgroupNamespace {
+                    #expect(path == "/", "\(who) sees its cgroup as the namespace's root: \(line)")
+                } else {
+                    #expect(path.hasSuffix("/cocoon/\(id)"), "\(who) is in the container's cgroup: \(line)")
+                }
+            }
+        }
+    }
+
     @Test func userSwitch() throws {
         let b = try BundleFixture(args: ["id"]) { config in
             var process = config["process"] as! [String: Any]
