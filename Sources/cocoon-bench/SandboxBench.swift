@@ -80,7 +80,9 @@ struct SandboxBench: ParsableCommand {
         // Through a pipe to a second process, as the agent reads it, but not leaving the guest.
         let piped = try bundle(bundles + "/piped", ["sh", "-c", "dd if=/dev/zero bs=65536 count=\(bytes >> 16) 2>/dev/null | cat > /dev/null"])
         let pipedSeconds = try timed(sandbox, id: "piped", bundle: piped, stdio: quiet)
-        let raw = try rawChannelThroughput(configuration, mebibytes: mebibytes, logger: logger)
+        let raw = try rawChannelThroughput(configuration, mebibytes: mebibytes, mode: "stream", logger: logger)
+        // The agent's path written in C: a pipe from a child, read, framed, writev to the port.
+        let relay = try rawChannelThroughput(configuration, mebibytes: mebibytes, mode: "relay", logger: logger)
 
         print("")
         print("sandbox benchmark: \(runs) launches, \(sandbox.accelerator.rawValue), \(configuration.hypervisor.machine.rawValue), "
@@ -97,21 +99,24 @@ struct SandboxBench: ParsableCommand {
                      Double(mebibytes) / guestSeconds))
         print(String(format: "      the same bytes through a pipe to `cat > /dev/null` in the guest: %.1f MiB/s", Double(mebibytes) / pipedSeconds))
         print(String(format: "      raw channel (a C init writing to the virtio-serial port): %.1f MiB/s", raw))
+        print(String(format: "      the agent's path in C (pipe from a child, 64 KiB frames, writev): %.1f MiB/s", relay))
         print(String(format: "      ratio container stdout through the mux / raw channel:    %.2f (goal >= 0.8)", throughput / raw))
+        print(String(format: "      ratio container stdout through the mux / the path in C:  %.2f", throughput / relay))
         print(String(format: "  (d) host memory of an idle sandbox (PSS): QEMU %.1f MiB + virtiofsd %.1f MiB + controller %.1f MiB = %.1f MiB",
                      qemuPSS, virtiofsdPSS, controllerPSS, qemuPSS + virtiofsdPSS + controllerPSS))
     }
 
-    /// The transport alone: the baseline init writes zeros straight to the agent's port, the host
-    /// reads them from the socket QEMU connects to. Same kernel, QEMU, machine and device as a sandbox.
-    func rawChannelThroughput(_ config: Configuration, mebibytes: Int, logger: Logger) throws -> Double {
+    /// The transport alone (`stream`: the baseline init writes zeros straight to the agent's port), or
+    /// the agent's data path in C (`relay`); the host reads the bytes from the socket QEMU connects to.
+    /// Same kernel, QEMU, machine and device as a sandbox.
+    func rawChannelThroughput(_ config: Configuration, mebibytes: Int, mode: String, logger: Logger) throws -> Double {
         let dir = "/run/cocoon-bench/raw-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (accel, _) = try AccelerationChoice.resolve(config.hypervisor.accel, host: .probe())
         let spec = VMSpec(qemuPath: config.hypervisor.path, kernelPath: config.hypervisor.kernel, initrdPath: options.baselineInitrd,
                           machine: config.hypervisor.machine, accelerator: accel, memoryMiB: config.hypervisor.memoryMiB,
-                          vcpus: config.hypervisor.vcpus, extraKernelParameters: ["baseline.mode=stream", "baseline.mib=\(mebibytes)"],
+                          vcpus: config.hypervisor.vcpus, extraKernelParameters: ["baseline.mode=\(mode)", "baseline.mib=\(mebibytes)"],
                           channel: .serial(socketPath: dir + "/agent.sock"), qmpSocketPath: dir + "/qmp.sock",
                           consoleLogPath: dir + "/console.log")
         let connector = try AgentConnector(transport: spec.channel)
