@@ -75,6 +75,13 @@ $(GUEST)/baseline.initrd: $(GUEST)/baseline-init guest/build-initramfs.sh
 
 baseline: deps $(GUEST)/baseline.initrd
 
+## The floor under the agent's boot: the smallest static Swift /init (make bench-boot only).
+$(GUEST)/swift-baseline.initrd: Sources/cocoon-swift-baseline/main.swift $(shell find Sources/CSupport -type f) guest/build-initramfs.sh | swift-check
+	$(SWIFT) build -c release --product cocoon-swift-baseline --scratch-path $(STATIC_SCRATCH) -Xswiftc -static-executable
+	@mkdir -p $(GUEST)
+	strip -o $(GUEST)/swift-baseline-init $(STATIC_SCRATCH)/release/cocoon-swift-baseline
+	@bash guest/build-initramfs.sh $(GUEST)/swift-baseline-init $@
+
 guest: kernel initramfs baseline
 
 host: deps swift-check
@@ -105,15 +112,15 @@ test: all
 ## Benchmarks: not tests; they print ratios against baselines measured in the same run.
 bench: bench-boot bench-bare bench-sandbox bench-shim bench-net bench-docker
 
-bench-boot: all
-	$(BIN_DIR)/cocoon-bench boot --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --runs 5
+bench-boot: all $(GUEST)/swift-baseline.initrd
+	$(BIN_DIR)/cocoon-bench boot --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --swift-baseline-initrd $(GUEST)/swift-baseline.initrd --runs 5
 
 ## Containers in VMs: launch to first output against a bare boot, exec latency, stdout throughput, memory.
-bench-sandbox: all
+bench-sandbox: all $(GUEST)/swift-baseline.initrd
 	@bash tests/fixtures/make-busybox-rootfs.sh $(BUILD)/bench/rootfs
 	@# The controller runs inside cocoon-bench here, so it is measured as a release build.
 	$(SWIFT) build -c release --product cocoon-bench
-	$$($(SWIFT) build -c release --show-bin-path)/cocoon-bench sandbox --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --rootfs $(BUILD)/bench/rootfs --runs 5
+	$$($(SWIFT) build -c release --show-bin-path)/cocoon-bench sandbox --config $(DEV_CONFIG) --baseline-initrd $(GUEST)/baseline.initrd --swift-baseline-initrd $(GUEST)/swift-baseline.initrd --rootfs $(BUILD)/bench/rootfs --runs 5
 
 ## containerd end to end: `ctr run --rm` of busybox `true`, cocoon's shim against the runc shim.
 bench-shim: all release

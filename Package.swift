@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "cocoon-agent", targets: ["cocoon-agent"]),
         .executable(name: "cocoon-init", targets: ["cocoon-init"]),
         .executable(name: "cocoon-bench", targets: ["cocoon-bench"]),
+        .executable(name: "cocoon-swift-baseline", targets: ["cocoon-swift-baseline"]),
         .executable(name: "containerd-shim-cocoon-v2", targets: ["containerd-shim-cocoon-v2"]),
     ],
     dependencies: [
@@ -104,6 +105,8 @@ let package = Package(
         .executableTarget(name: "cocoon-agent", dependencies: [
             "GuestAgent", .product(name: "Logging", package: "swift-log"),
         ]),
+        // make bench-boot: the smallest static Swift /init, the floor under the agent's boot.
+        .executableTarget(name: "cocoon-swift-baseline", dependencies: ["CSupport"]),
         .executableTarget(name: "cocoon-bench", dependencies: [
             "Config", "Sandbox", "Hypervisor", "OCI", "SystemCalls",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -28,6 +28,9 @@ struct VMBenchOptions: ParsableArguments {
     @Option(help: "Initramfs whose /init prints one line and powers off (make baseline builds it).")
     var baselineInitrd: String
 
+    @Option(help: "Initramfs whose /init is the smallest static Swift program printing one line: the floor under a Swift agent's boot.")
+    var swiftBaselineInitrd: String?
+
     @Option(help: "Runs of each kind (at least 5 for a median worth reading).")
     var runs: Int = 5
 
@@ -35,6 +38,9 @@ struct VMBenchOptions: ParsableArguments {
         guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be between 1 and 100") }
         guard FileManager.default.fileExists(atPath: baselineInitrd) else {
             throw ValidationError("--baseline-initrd \(baselineInitrd) not found: build it with 'make baseline'")
+        }
+        if let path = swiftBaselineInitrd, !FileManager.default.fileExists(atPath: path) {
+            throw ValidationError("--swift-baseline-initrd \(path) not found: make bench-boot builds it")
         }
     }
 
@@ -57,18 +63,24 @@ struct BootBench: ParsableCommand {
         abstract: "Launch of QEMU to the agent's first answer, against the same kernel booting a trivial init.")
 
     @OptionGroup var options: VMBenchOptions
+    var swiftBaselineInitrd: String? { options.swiftBaselineInitrd }
     var runs: Int { options.runs }
     var baselineInitrd: String { options.baselineInitrd }
+    static let baselineLine = "cocoon-baseline: init started"
+    static let swiftBaselineLine = "cocoon-swift-baseline: init started"
 
     func run() throws {
         let configuration = try options.configuration()
         let logger = Logger(label: "cocoon-bench") { StreamLogHandler.standardError(label: $0) }
-        var agentBoot: [Double] = [], shutdown: [Double] = [], baselineBoot: [Double] = []
+        var agentBoot: [Double] = [], shutdown: [Double] = [], baselineBoot: [Double] = [], swiftBoot: [Double] = []
         var agentRSS: [Double] = [], qemuRSS: [Double] = [], qemuPSS: [Double] = []
         var accel = "?"
         for i in 0..<runs {
             // Interleaved, so that a change in machine load hits both series alike.
-            baselineBoot.append(try baseline(configuration, index: i, logger: logger))
+            baselineBoot.append(try baseline(configuration, initrd: baselineInitrd, line: Self.baselineLine, index: i, logger: logger))
+            if let swiftBaselineInitrd {
+                swiftBoot.append(try baseline(configuration, initrd: swiftBaselineInitrd, line: Self.swiftBaselineLine, index: i, logger: logger))
+            }
             let sandbox: Sandbox
             do throws(SandboxError) {
                 sandbox = try Sandbox.boot(id: "bench-\(getpid())-\(i)", configuration: configuration, logger: logger)
@@ -89,6 +101,10 @@ struct BootBench: ParsableCommand {
         print("")
         print("boot benchmark: \(runs) runs each, \(accel), \(configuration.hypervisor.machine.rawValue), \(configuration.hypervisor.memoryMiB) MiB, \(configuration.hypervisor.vcpus) vCPU")
         print(String(format: "  baseline (trivial static init, launch -> first console line): median %.3f s", median(baselineBoot)))
+        if !swiftBoot.isEmpty {
+            print(String(format: "  smallest static Swift init (launch -> first console line):      median %.3f s, ratio to baseline %.2f",
+                         median(swiftBoot), median(swiftBoot) / median(baselineBoot)))
+        }
         print(String(format: "  cocoon agent (launch -> health answer):                         median %.3f s", median(agentBoot)))
         print(String(format: "  ratio agent/baseline:                                           %.2f", median(agentBoot) / median(baselineBoot)))
         print(String(format: "  orderly shutdown (agent powers off -> QEMU exited):            median %.3f s", median(shutdown)))
@@ -96,13 +112,13 @@ struct BootBench: ParsableCommand {
         print(String(format: "  QEMU on the host: RSS %.1f MiB, PSS %.1f MiB", median(qemuRSS) / 1024, median(qemuPSS) / 1024))
     }
 
-    /// The same kernel, QEMU binary, machine and devices, with an init that prints a line and powers off.
-    func baseline(_ config: Configuration, index: Int, logger: Logger) throws -> Double {
+    /// The same kernel, QEMU binary, machine and devices, with an init that prints `line` and powers off.
+    func baseline(_ config: Configuration, initrd: String, line: String, index: Int, logger: Logger) throws -> Double {
         let dir = "/run/cocoon-bench/baseline-\(getpid())-\(index)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (accel, _) = try AccelerationChoice.resolve(config.hypervisor.accel, host: .probe())
-        let spec = VMSpec(qemuPath: config.hypervisor.path, kernelPath: config.hypervisor.kernel, initrdPath: baselineInitrd,
+        let spec = VMSpec(qemuPath: config.hypervisor.path, kernelPath: config.hypervisor.kernel, initrdPath: initrd,
                           machine: config.hypervisor.machine, accelerator: accel, memoryMiB: config.hypervisor.memoryMiB,
                           vcpus: config.hypervisor.vcpus, channel: .serial(socketPath: dir + "/agent.sock"),
                           qmpSocketPath: dir + "/qmp.sock", consoleLogPath: dir + "/console.log")
@@ -115,7 +131,7 @@ struct BootBench: ParsableCommand {
         let deadline = Deadline.after(seconds: config.hypervisor.bootTimeoutSeconds)
         while !deadline.hasPassed {
             if let data = FileManager.default.contents(atPath: spec.consoleLogPath),
-               String(decoding: data, as: UTF8.self).contains("cocoon-baseline: init started") {
+               String(decoding: data, as: UTF8.self).contains(line) {
                 return watch.elapsedSeconds
             }
             if let t = vm.exited { throw vm.unexpectedExitError(t, while: "booting the baseline") }

@@ -38,11 +38,14 @@ struct SandboxBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: bundles) }
 
         // (a) launch -> first byte of the container's stdout, interleaved with bare boots.
-        var launch: [Double] = [], bare: [Double] = []
+        var launch: [Double] = [], bare: [Double] = [], swiftFloor: [Double] = []
         var phases: [[Double]] = [[], [], []]
         let hello = try bundle(bundles + "/hello", ["echo", "hello"])
         for i in 0..<runs {
-            bare.append(try boot.baseline(configuration, index: i, logger: logger))
+            bare.append(try boot.baseline(configuration, initrd: options.baselineInitrd, line: BootBench.baselineLine, index: i, logger: logger))
+            if let swiftInitrd = options.swiftBaselineInitrd {
+                swiftFloor.append(try boot.baseline(configuration, initrd: swiftInitrd, line: BootBench.swiftBaselineLine, index: i, logger: logger))
+            }
             let (total, parts) = try firstOutput(configuration, bundle: hello, index: i, logger: logger)
             launch.append(total)
             for (k, v) in parts.enumerated() { phases[k].append(v) }
@@ -88,6 +91,10 @@ struct SandboxBench: ParsableCommand {
         print("sandbox benchmark: \(runs) launches, \(sandbox.accelerator.rawValue), \(configuration.hypervisor.machine.rawValue), "
             + "\(configuration.hypervisor.memoryMiB) MiB, \(configuration.hypervisor.sharedFS.rawValue)")
         print(String(format: "  (a) bare boot (trivial init, launch -> first console line):  median %.3f s", median(bare)))
+        if !swiftFloor.isEmpty {
+            print(String(format: "      smallest static Swift init, launch -> first line:        median %.3f s, ratio to bare boot %.2f",
+                         median(swiftFloor), median(swiftFloor) / median(bare)))
+        }
         print(String(format: "      launch -> first container output (boot, share, create, start): median %.3f s", median(launch)))
         print(String(format: "      ratio launch/bare boot:                                   %.2f (goal <= 1.15)", median(launch) / median(bare)))
         print(String(format: "      of which: boot to the agent's answer %.3f s, share + create %.3f s, start to first byte %.3f s",
