@@ -17,7 +17,7 @@ BIN         := $(BUILD)/bin
 INIT_SOURCES := $(shell find Sources/cocoon-init Sources/LinuxContainer Sources/Cgroups Sources/OCI Sources/Processes Sources/SystemCalls Sources/CSupport Sources/StatusCodes -type f) Package.swift
 AGENT_SOURCES := $(shell find Sources/GuestAgent Sources/cocoon-agent Sources/AgentAPI Sources/SystemCalls Sources/Sockets Sources/CSupport Sources/StatusCodes Sources/TTRPC Sources/Mux Sources/Processes Sources/LinuxContainer Sources/Cgroups Sources/OCI -type f) Package.swift
 
-.PHONY: all deps swift-check protos kernel agent initramfs baseline guest host config demo test bench bench-boot bench-bare bench-sandbox bench-shim bench-net bench-docker release install uninstall clean
+.PHONY: all deps swift-check protos kernel agent initramfs image baseline guest host config demo test bench bench-boot bench-bare bench-sandbox bench-shim bench-net bench-docker release install uninstall clean
 
 all: guest host $(BIN)/cocoon-init config
 
@@ -65,6 +65,12 @@ $(GUEST)/cocoon-agent.initrd: $(GUEST)/cocoon-agent guest/build-initramfs.sh
 
 initramfs: agent $(GUEST)/cocoon-agent.initrd
 
+## The same agent on a read-only ext4 image: what the guest boots by default (hypervisor.boot_from).
+$(GUEST)/cocoon-agent.img: $(GUEST)/cocoon-agent guest/build-image.sh
+	@bash guest/build-image.sh $< $@
+
+image: agent $(GUEST)/cocoon-agent.img
+
 ## The benchmark baseline: the same kernel with a trivial static init that prints and powers off.
 $(GUEST)/baseline-init: guest/baseline-init.c
 	@mkdir -p $(GUEST)
@@ -82,7 +88,7 @@ $(GUEST)/swift-baseline.initrd: Sources/cocoon-swift-baseline/main.swift $(shell
 	strip -o $(GUEST)/swift-baseline-init $(STATIC_SCRATCH)/release/cocoon-swift-baseline
 	@bash guest/build-initramfs.sh $(GUEST)/swift-baseline-init $@
 
-guest: kernel initramfs baseline
+guest: kernel initramfs image baseline
 
 host: deps swift-check
 	$(SWIFT) build $(SWIFT_FLAGS)
@@ -94,6 +100,7 @@ config:
 	  '[hypervisor]' \
 	  'kernel = "$(GUEST)/vmlinux"' \
 	  'initrd = "$(GUEST)/cocoon-agent.initrd"' \
+	  'image = "$(GUEST)/cocoon-agent.img"' \
 	  '[runtime]' \
 	  'root = "/run/cocoon-dev"' \
 	  'init = "$(BIN)/cocoon-init"' > $(DEV_CONFIG).tmp && mv $(DEV_CONFIG).tmp $(DEV_CONFIG)
@@ -148,6 +155,7 @@ install: all release
 	install -D -m 0644 $(GUEST)/vmlinux $(DESTDIR)$(PREFIX)/share/cocoon/vmlinux
 	install -D -m 0644 $(GUEST)/bzImage $(DESTDIR)$(PREFIX)/share/cocoon/bzImage
 	install -D -m 0644 $(GUEST)/cocoon-agent.initrd $(DESTDIR)$(PREFIX)/share/cocoon/cocoon-agent.initrd
+	install -D -m 0644 $(GUEST)/cocoon-agent.img $(DESTDIR)$(PREFIX)/share/cocoon/cocoon-agent.img
 	install -D -m 0644 docs/configuration.example.toml $(DESTDIR)$(PREFIX)/share/cocoon/configuration.example.toml
 	@# The defaults need no file; one is put in place to edit, never over an existing one.
 	[ -e $(DESTDIR)/etc/cocoon/configuration.toml ] || install -D -m 0644 docs/configuration.example.toml $(DESTDIR)/etc/cocoon/configuration.toml

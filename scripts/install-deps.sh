@@ -7,7 +7,7 @@ packages=(
   # cocoon itself: libseccomp for seccomp profiles (static library for cocoon-init and the agent)
   libseccomp-dev
   # guest kernel build
-  linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils cpio file
+  linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev xz-utils cpio file e2fsprogs
   # running VMs
   qemu-system-x86 qemu-system-common
   # host tools the tests and benchmarks use

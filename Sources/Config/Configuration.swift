@@ -28,6 +28,9 @@ public struct HypervisorConfig: Sendable, Equatable {
     public var path: String
     public var kernel: String
     public var initrd: String
+    /// The agent's root as an ext4 image (see GuestRootKind).
+    public var image: String
+    public var bootFrom: GuestRootKind
     public var machine: MachineType
     public var accel: AccelerationMode
     public var memoryMiB: Int
@@ -93,6 +96,8 @@ public struct Configuration: Sendable, Equatable {
                 path: "/usr/bin/qemu-system-x86_64",
                 kernel: dataDirectory + "/vmlinux",
                 initrd: dataDirectory + "/cocoon-agent.initrd",
+                image: dataDirectory + "/cocoon-agent.img",
+                bootFrom: .image,
                 machine: .microvm,
                 accel: .auto,
                 memoryMiB: 256,
@@ -153,7 +158,7 @@ public struct Configuration: Sendable, Equatable {
 
         if let h = try reader.subtable(table, "hypervisor") {
             try reader.checkKeys(h, prefix: "hypervisor.", allowed: [
-                "path", "kernel", "initrd", "machine", "accel", "memory_mib", "vcpus",
+                "path", "kernel", "initrd", "image", "boot_from", "machine", "accel", "memory_mib", "vcpus",
                 "boot_timeout_seconds", "kernel_params", "virtiofsd", "shared_fs",
                 "memory_overhead_mib", "host_memory_overhead_mib", "max_vcpus", "enable_annotations",
             ])
@@ -175,6 +180,8 @@ public struct Configuration: Sendable, Equatable {
             if let v = try reader.absolutePath(h, "hypervisor.path") { config.hypervisor.path = v }
             if let v = try reader.absolutePath(h, "hypervisor.kernel") { config.hypervisor.kernel = v }
             if let v = try reader.absolutePath(h, "hypervisor.initrd") { config.hypervisor.initrd = v }
+            if let v = try reader.absolutePath(h, "hypervisor.image") { config.hypervisor.image = v }
+            if let v: GuestRootKind = try reader.choice(h, "hypervisor.boot_from") { config.hypervisor.bootFrom = v }
             if let v = try reader.absolutePath(h, "hypervisor.virtiofsd") { config.hypervisor.virtiofsd = v }
             if let v: MachineType = try reader.choice(h, "hypervisor.machine") { config.hypervisor.machine = v }
             if let v: AccelerationMode = try reader.choice(h, "hypervisor.accel") { config.hypervisor.accel = v }

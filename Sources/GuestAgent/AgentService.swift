@@ -34,7 +34,12 @@ public final class AgentService: Sendable {
         self.stateRoot = stateRoot
         // The container init stage is this very binary (see AgentMain.run).
         let exe = (try? Files.readLink("/proc/self/exe")) ?? "/init"
-        containers = GuestContainers(stateRoot: stateRoot, initExecutable: exe, logger: logger)
+        // Booted from the read-only image, the binary cannot change: no sealed copy of it is needed.
+        let immutable = mode == .guest && GuestInit.rootIsReadOnlyDisk(containing: exe)
+        containers = GuestContainers(stateRoot: stateRoot, initExecutable: exe, initIsImmutable: immutable, logger: logger)
+        if mode == .guest {
+            logger.info("containers' init stage", metadata: ["from": "\(immutable ? "the read-only image" : "a sealed copy")"])
+        }
     }
 
     /// The service for one host session: stdio channels live on that session's mux.

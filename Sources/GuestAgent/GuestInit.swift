@@ -50,6 +50,8 @@ public enum GuestInit {
     /// container could not use it. switch_root's move: the same tree, bound on itself and moved
     /// over /, becomes a mount with a parent; containers' mount namespaces copy that.
     static func leaveInitramfsRoot(logger: Logger) {
+        // Booted from the read-only image, / is a real mount already: nothing to do.
+        guard let type = rootFilesystemType(), ["rootfs", "ramfs", "tmpfs"].contains(type) else { return }
         mkdir("/.root", 0o700)
         guard mount("/", "/.root", nil, UInt(MS_BIND) | UInt(MS_REC), nil) == 0 else {
             logger.error("bind / for containers' pivot_root failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
@@ -59,6 +61,36 @@ public enum GuestInit {
             logger.error("moving the root mount failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
             return
         }
+    }
+
+    /// The file system mounted on / (the last mount there), from /proc/self/mountinfo: its type, its
+    /// block device's major:minor, and whether the mount is read-only.
+    static func rootMount() -> (type: String, device: String, readOnly: Bool)? {
+        let lines = ((try? Files.readString("/proc/self/mountinfo")) ?? "").split(separator: "\n")
+        for line in lines.reversed() {
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            let fields = halves.first?.split(separator: " ") ?? []
+            guard halves.count == 2, fields.count >= 6, fields[4] == "/" else { continue }
+            let type = halves[1].split(separator: " ").first.map(String.init) ?? ""
+            return (type, String(fields[2]), fields[5].split(separator: ",").contains("ro"))
+        }
+        return nil
+    }
+
+    static func rootFilesystemType() -> String? { rootMount()?.type }
+
+    /// Whether `file` lives on a read-only root whose disk is read-only too (QEMU's readonly=on: the
+    /// kernel refuses to remount it writable), so that nothing in the guest can change it.
+    public static func rootIsReadOnlyDisk(containing file: String) -> Bool {
+        guard let root = rootMount(), root.type == "ext4", root.readOnly, file.hasPrefix("/") else { return false }
+        var st = stat()
+        guard stat(file, &st) == 0 else { return false }
+        // glibc's major()/minor() are macros: the kernel's dev_t encoding, spelled out.
+        let dev = UInt64(st.st_dev)
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        guard "\(major):\(minor)" == root.device else { return false }
+        return (try? Files.readString("/sys/dev/block/\(root.device)/ro"))?.hasPrefix("1") == true
     }
 
     /// Reaps orphans (children a ChildProcess owns are reaped by their owner). SIGCHLD was blocked process-wide by the C constructor

@@ -47,7 +47,10 @@ public enum HostCheck {
             : CheckResult("vhost-vsock", .warning, "/dev/vhost-vsock not usable: the agent channel uses virtio-serial",
                           fix: "modprobe vhost_vsock"))
         results.append(file("guest kernel", config.hypervisor.kernel, fix: "make kernel (in a checkout) or make install"))
-        results.append(file("guest initramfs", config.hypervisor.initrd, fix: "make initramfs (in a checkout) or make install"))
+        switch config.hypervisor.bootFrom {
+        case .image: results.append(file("guest image", config.hypervisor.image, fix: "make image (in a checkout) or make install, or hypervisor.boot_from = \"initrd\""))
+        case .initrd: results.append(file("guest initramfs", config.hypervisor.initrd, fix: "make initramfs (in a checkout) or make install"))
+        }
         results.append(Files.isExecutable(config.hypervisor.virtiofsd)
             ? CheckResult("virtiofsd", .ok, config.hypervisor.virtiofsd)
             : CheckResult("virtiofsd", .warning, "\(config.hypervisor.virtiofsd) not found: rootfs sharing needs it",

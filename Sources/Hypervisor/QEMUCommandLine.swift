@@ -27,7 +27,17 @@ public enum QEMUCommandLine {
             // The guest shuts down by rebooting; -no-reboot turns that into QEMU exiting.
             "-no-reboot",
             "-kernel", spec.kernelPath,
-            "-initrd", spec.initrdPath,
+        ]
+        if let image = spec.rootImagePath {
+            // Read-only for the guest: it can never write the image every VM on the host shares.
+            args += [
+                "-drive", "file=\(optionValue(image)),if=none,id=agentroot,format=raw,readonly=on",
+                "-device", (mmio ? "virtio-blk-device" : "virtio-blk-pci") + ",drive=agentroot",
+            ]
+        } else {
+            args += ["-initrd", spec.initrdPath]
+        }
+        args += [
             "-append", kernelCommandLine(for: spec),
             "-chardev", "file,id=console,path=\(spec.consoleLogPath)",
             "-serial", "chardev:console",
@@ -89,7 +99,16 @@ public enum QEMUCommandLine {
         case .vsock: params.append("cocoon.channel=vsock")
         case .serial: params.append("cocoon.channel=serial")
         }
+        if spec.rootImagePath != nil {
+            // The only disk, so /dev/vda; /init is the agent, as in the initramfs.
+            params += ["root=/dev/vda", "ro", "rootfstype=ext4", "init=/init"]
+        }
         params += spec.extraKernelParameters
         return params.joined(separator: " ")
+    }
+
+    /// A value inside a QEMU option list, where a comma ends the value unless doubled.
+    static func optionValue(_ value: String) -> String {
+        String(value.flatMap { $0 == "," ? [",", ","] : [$0] })
     }
 }

@@ -12,6 +12,15 @@ public enum MachineType: String, Sendable, CaseIterable, Codable {
     public var usesPCI: Bool { self != .microvm }
 }
 
+/// Where the guest's root (the agent as /init) comes from.
+public enum GuestRootKind: String, Sendable, CaseIterable, Codable {
+    /// An ext4 image on a read-only virtio-blk disk: the guest pages in what it runs, and the host's
+    /// page cache holds one copy of the file for every VM.
+    case image
+    /// An initramfs: copied whole into every VM's memory and unpacked there at boot.
+    case initrd
+}
+
 /// What the user asked for.
 public enum AccelerationMode: String, Sendable, CaseIterable, Codable {
     case auto, kvm, tcg
@@ -76,6 +85,8 @@ public struct VMSpec: Sendable {
     public var qemuPath: String
     public var kernelPath: String
     public var initrdPath: String
+    /// When set, the guest boots from this ext4 image (read-only virtio-blk) and `initrdPath` is not used.
+    public var rootImagePath: String?
     public var machine: MachineType
     public var accelerator: Accelerator
     public var memoryMiB: Int

@@ -18,7 +18,11 @@ public final class VirtualMachine: @unchecked Sendable {
     public static func launch(_ spec: VMSpec, qemuLogPath: String, logger: Logger) throws(HypervisorError) -> VirtualMachine {
         try checkFile(spec.qemuPath, what: "QEMU", hint: "install Debian's qemu-system-x86 (make deps), or set hypervisor.path", executable: true)
         try checkFile(spec.kernelPath, what: "guest kernel", hint: "build it with 'make kernel' or install it with 'make install', or set hypervisor.kernel")
-        try checkFile(spec.initrdPath, what: "guest initramfs", hint: "build it with 'make initramfs' or install it with 'make install', or set hypervisor.initrd")
+        if let image = spec.rootImagePath {
+            try checkFile(image, what: "guest image", hint: "build it with 'make image' or install it with 'make install', or set hypervisor.image (or hypervisor.boot_from = \"initrd\")")
+        } else {
+            try checkFile(spec.initrdPath, what: "guest initramfs", hint: "build it with 'make initramfs' or install it with 'make install', or set hypervisor.initrd")
+        }
         let args = QEMUCommandLine.arguments(for: spec)
         logger.debug("starting QEMU", metadata: ["command": "\(([spec.qemuPath] + args).joined(separator: " "))"])
         let process: ChildProcess

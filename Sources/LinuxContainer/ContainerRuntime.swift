@@ -21,10 +21,13 @@ public struct ContainerRuntime: Sendable {
     /// Set by long-lived callers: one sealed copy of the init stage for every process.
     public let sharedSealedCopy: SealedCopy?
 
-    public init(root: String, initExecutable: String, shareSealedCopy: Bool = false) {
+    /// `initIsImmutable`: the init stage's file cannot be written by anyone (the guest's read-only
+    /// image); it is then executed as it is, with neither a copy nor a read-only bind mount of itself.
+    public init(root: String, initExecutable: String, shareSealedCopy: Bool = false, initIsImmutable: Bool = false) {
         self.store = StateStore(root: root)
         self.initExecutable = initExecutable
-        self.sharedSealedCopy = shareSealedCopy ? SealedCopy(of: initExecutable) : nil
+        self.sharedSealedCopy = shareSealedCopy || initIsImmutable
+            ? SealedCopy(of: initExecutable, fileIsImmutable: initIsImmutable) : nil
     }
 
     public struct CreateOptions: Sendable {
@@ -165,11 +168,12 @@ public struct ContainerRuntime: Sendable {
         // CVE-2019-5736: a container that makes the init stage re-execute itself (entrypoint
         // /proc/self/exe) must never be able to write the host's binary through /proc/PID/exe.
         // With a new mount namespace the binary is executed through a read-only bind mount of
-        // itself made in that namespace; otherwise from a sealed in-memory copy (9 ms more).
+        // itself made in that namespace; otherwise from a sealed in-memory copy (9 ms more). A file
+        // nobody can write (initIsImmutable) is executed by descriptor as it is.
         var sealed: Int32 = -1
         var closeSealed = false
         defer { if closeSealed { close(sealed) } }
-        if newMountNS {
+        if newMountNS && sharedSealedCopy?.fileIsImmutable != true {
             processOptions.readOnlyExecutable = true
         } else {
             (sealed, closeSealed) = try sealedInit()

@@ -110,6 +110,10 @@ public final class Sandbox: @unchecked Sendable {
             agentLogLevel: config.runtime.debug ? "debug" : config.agent.logLevel.rawValue,
             verboseKernel: config.runtime.debug)
         var vmSpec = spec
+        // A test's own initramfs (initrdOverride) always boots as an initramfs.
+        if options.initrdOverride == nil && config.hypervisor.bootFrom == .image {
+            vmSpec.rootImagePath = config.hypervisor.image
+        }
 
         var connector: AgentConnector?
         var vm: VirtualMachine?

@@ -97,7 +97,8 @@ struct BootBench: ParsableCommand {
             shutdown.append(watch.elapsedSeconds)
             print(String(format: "run %d: baseline %.3f s, agent %.3f s, shutdown %.3f s", i + 1, baselineBoot.last!, agentBoot.last!, shutdown.last!))
         }
-        let initrdSize = (try? FileManager.default.attributesOfItem(atPath: configuration.hypervisor.initrd)[.size] as? Int) ?? 0
+        let rootFile = configuration.hypervisor.bootFrom == .image ? configuration.hypervisor.image : configuration.hypervisor.initrd
+        let rootSize = (try? FileManager.default.attributesOfItem(atPath: rootFile)[.size] as? Int) ?? 0
         print("")
         print("boot benchmark: \(runs) runs each, \(accel), \(configuration.hypervisor.machine.rawValue), \(configuration.hypervisor.memoryMiB) MiB, \(configuration.hypervisor.vcpus) vCPU")
         print(String(format: "  baseline (trivial static init, launch -> first console line): median %.3f s", median(baselineBoot)))
@@ -108,7 +109,8 @@ struct BootBench: ParsableCommand {
         print(String(format: "  cocoon agent (launch -> health answer):                         median %.3f s", median(agentBoot)))
         print(String(format: "  ratio agent/baseline:                                           %.2f", median(agentBoot) / median(baselineBoot)))
         print(String(format: "  orderly shutdown (agent powers off -> QEMU exited):            median %.3f s", median(shutdown)))
-        print(String(format: "  agent RSS in the guest: %.0f KiB; initramfs %.1f MiB", median(agentRSS), Double(initrdSize) / 1_048_576))
+        print(String(format: "  agent RSS in the guest: %.0f KiB; guest root: ", median(agentRSS))
+              + configuration.hypervisor.bootFrom.rawValue + String(format: " of %.1f MiB", Double(rootSize) / 1_048_576))
         print(String(format: "  QEMU on the host: RSS %.1f MiB, PSS %.1f MiB", median(qemuRSS) / 1024, median(qemuPSS) / 1024))
     }
 

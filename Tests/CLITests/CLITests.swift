@@ -91,17 +91,19 @@ import TestSupport
         #expect(out.contains("shut down: QEMU exited with status 0"))
     }
 
-    @Test(.enabled(if: binary != nil && vmReady, "needs root, QEMU and COCOON_CONFIG with built guest files (make test)"))
-    func debugBootWithMissingInitrdExplains() throws {
-        // The built kernel from the checkout's configuration, so the initrd is the only thing missing.
+    @Test(.enabled(if: binary != nil && vmReady, "needs root, QEMU and COCOON_CONFIG with built guest files (make test)"),
+          arguments: ["initrd", "image"])
+    func debugBootWithMissingGuestRootExplains(bootFrom: String) throws {
+        // The built kernel from the checkout's configuration, so the guest's root is the only thing missing.
         let dev = try String(contentsOfFile: ProcessInfo.processInfo.environment["COCOON_CONFIG"]!, encoding: .utf8)
         let kernelLine = try #require(dev.split(separator: "\n").first { $0.hasPrefix("kernel = ") })
-        let path = try writeTemp("[hypervisor]\n\(kernelLine)\ninitrd = \"/nonexistent/initrd\"\n[runtime]\nroot = \"/run/cocoon-test\"\n")
+        let missing = "/nonexistent/\(bootFrom)"
+        let path = try writeTemp("[hypervisor]\n\(kernelLine)\nboot_from = \"\(bootFrom)\"\n\(bootFrom) = \"\(missing)\"\n[runtime]\nroot = \"/run/cocoon-test\"\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let (status, _, err) = try run(["--config", path, "debug", "boot", "--id", "cli-noinitrd"])
+        let (status, _, err) = try run(["--config", path, "debug", "boot", "--id", "cli-no\(bootFrom)"])
         #expect(status != 0)
-        #expect(err.contains("/nonexistent/initrd"))
-        #expect(err.contains("make initramfs"))
-        #expect(!FileManager.default.fileExists(atPath: "/run/cocoon-test/sandboxes/cli-noinitrd"))
+        #expect(err.contains(missing))
+        #expect(err.contains(bootFrom == "image" ? "make image" : "make initramfs"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/cocoon-test/sandboxes/cli-no\(bootFrom)"))
     }
 }

@@ -8,6 +8,8 @@ import Testing
         let c = Configuration.defaults(dataDirectory: "/opt/x/share/cocoon")
         #expect(c.hypervisor.kernel == "/opt/x/share/cocoon/vmlinux")
         #expect(c.hypervisor.initrd == "/opt/x/share/cocoon/cocoon-agent.initrd")
+        #expect(c.hypervisor.image == "/opt/x/share/cocoon/cocoon-agent.img")
+        #expect(c.hypervisor.bootFrom == .image)
         #expect(c.hypervisor.machine == .microvm)
         #expect(c.hypervisor.accel == .auto)
         #expect(c.runtime.isolation == .vm)
@@ -20,6 +22,8 @@ import Testing
             path = "/usr/local/bin/qemu"
             kernel = "/k/vmlinux"
             initrd = "/k/initrd"
+            image = "/k/agent.img"
+            boot_from = "initrd"
             machine = "q35"
             accel = "tcg"
             memory_mib = 512
@@ -40,6 +44,8 @@ import Testing
         #expect(c.hypervisor.path == "/usr/local/bin/qemu")
         #expect(c.hypervisor.kernel == "/k/vmlinux")
         #expect(c.hypervisor.initrd == "/k/initrd")
+        #expect(c.hypervisor.image == "/k/agent.img")
+        #expect(c.hypervisor.bootFrom == .initrd)
         #expect(c.hypervisor.machine == .q35)
         #expect(c.hypervisor.accel == .tcg)
         #expect(c.hypervisor.memoryMiB == 512)
@@ -95,6 +101,9 @@ import Testing
         #expect(a.message.contains("auto, kvm, tcg"))
         let i = try #require(failure("[runtime]\nisolation = \"none\"\n"))
         #expect(i.message.contains("vm, process"))
+        let b = try #require(failure("[hypervisor]\nboot_from = \"disk\"\n"))
+        #expect(b.key == "hypervisor.boot_from")
+        #expect(b.message.contains("image, initrd"))
     }
 
     @Test func wrongTypesAndRanges() throws {

@@ -20,6 +20,8 @@ enum VMCLIFixture {
             [hypervisor]
             kernel = "\(c.hypervisor.kernel)"
             initrd = "\(c.hypervisor.initrd)"
+            image = "\(c.hypervisor.image)"
+            boot_from = "\(c.hypervisor.bootFrom.rawValue)"
             boot_timeout_seconds = 60
             [runtime]
             root = "\(sandboxRoot)"

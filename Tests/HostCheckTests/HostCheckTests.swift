@@ -37,7 +37,7 @@ import Testing
     @Test func everyRequirementIsListed() {
         let names = HostCheck.run(configuration: config(), host: noKVM, isRoot: true).map(\.name)
         #expect(names == ["root", "configuration", "QEMU", "acceleration", "vhost-vsock", "guest kernel",
-                          "guest initramfs", "virtiofsd", "cgroups", "seccomp"])
+                          "guest image", "virtiofsd", "cgroups", "seccomp"])
     }
 
     @Test func lineFormat() {

@@ -34,6 +34,21 @@ import Testing
         #expect(values(args, "-cpu") == ["max"])
     }
 
+    @Test(arguments: [MachineType.microvm, .q35])
+    func aRootImageReplacesTheInitramfs(machine: MachineType) {
+        var s = spec(machine: machine)
+        s.rootImagePath = "/g/agent,1.img"
+        let args = QEMUCommandLine.arguments(for: s)
+        #expect(values(args, "-initrd").isEmpty)
+        // Read-only for the guest, and a comma in the path doubled so QEMU reads it as part of the value.
+        #expect(values(args, "-drive") == ["file=/g/agent,,1.img,if=none,id=agentroot,format=raw,readonly=on"])
+        #expect(values(args, "-device").contains(machine == .microvm ? "virtio-blk-device,drive=agentroot" : "virtio-blk-pci,drive=agentroot"))
+        let cmdline = QEMUCommandLine.kernelCommandLine(for: s)
+        #expect(cmdline.contains(" root=/dev/vda ro rootfstype=ext4 init=/init"), "\(cmdline)")
+        #expect(cmdline.hasSuffix("x=1"), "the caller's parameters still come last")
+        #expect(!QEMUCommandLine.kernelCommandLine(for: spec()).contains("root="), "an initramfs needs no root=")
+    }
+
     @Test func nicsGetTheirTapsInOrderAndNoneByDefault() {
         #expect(values(QEMUCommandLine.arguments(for: spec()), "-netdev").isEmpty, "no network unless asked")
         var s = spec()

@@ -59,6 +59,8 @@ extension SandboxBootTests {
             path = "\(c.hypervisor.path)"
             kernel = "\(c.hypervisor.kernel)"
             initrd = "\(c.hypervisor.initrd)"
+            image = "\(c.hypervisor.image)"
+            boot_from = "\(c.hypervisor.bootFrom.rawValue)"
             virtiofsd = "\(c.hypervisor.virtiofsd)"
             machine = "\(c.hypervisor.machine.rawValue)"
             accel = "\(c.hypervisor.accel.rawValue)"

@@ -59,9 +59,10 @@ extension SandboxBootTests {
         }
     }
 
-    func bootWithShare(_ id: String, kind: SharedFilesystemKind = .virtioFS) throws -> Sandbox {
+    func bootWithShare(_ id: String, kind: SharedFilesystemKind = .virtioFS, root: GuestRootKind? = nil) throws -> Sandbox {
         var config = env.configuration
         config.hypervisor.sharedFS = kind
+        if let root { config.hypervisor.bootFrom = root }
         var options = Sandbox.BootOptions()
         options.shareFilesystem = true
         return try boot(id, config, options: options)
@@ -78,11 +79,18 @@ extension SandboxBootTests {
         expectNothingLeft(sandboxID, sourceLocation: sourceLocation)
     }
 
-    @Test(arguments: [SharedFilesystemKind.virtioFS, .ninep])
-    func containerStdioAndExitStatus(kind: SharedFilesystemKind) throws {
+    // Both shared filesystems, and both guest roots: the read-only image, and the initramfs (whose
+    // root the agent moves so that containers can pivot_root away from it).
+    @Test(arguments: zip([SharedFilesystemKind.virtioFS, .ninep], [GuestRootKind.image, .initrd]))
+    func containerStdioAndExitStatus(kind: SharedFilesystemKind, root: GuestRootKind) throws {
         let id = "ctr-\(kind == .virtioFS ? "vfs" : "9p")"
-        let sandbox = try bootWithShare(id, kind: kind)
+        let sandbox = try bootWithShare(id, kind: kind, root: root)
         defer { sandbox.shutdown() }
+        let qemu = String(decoding: FileManager.default.contents(atPath: "/proc/\(sandbox.vm.process.pid)/cmdline") ?? Data(), as: UTF8.self)
+        #expect(qemu.contains(root == .image ? "id=agentroot" : "-initrd"), "booted from the \(root.rawValue)")
+        // Only the read-only image lets the agent run containers' init stage without a sealed copy of itself.
+        let console = String(decoding: FileManager.default.contents(atPath: sandbox.runDirectory + "/console.log") ?? Data(), as: UTF8.self)
+        #expect(console.contains(root == .image ? "from=the read-only image" : "from=a sealed copy"), "\(console.suffix(800))")
         let dir = try bundle(["sh", "-c", "echo out; echo err >&2; cat; test -e /bin/busybox && exit 3"])
         let pipes = Pipes()
         try sandbox.createContainer(id: "c1", bundle: dir, stdio: pipes.stdio)

@@ -33,6 +33,8 @@ struct ShimEnvironment {
             [hypervisor]
             kernel = "\(config.hypervisor.kernel)"
             initrd = "\(config.hypervisor.initrd)"
+            image = "\(config.hypervisor.image)"
+            boot_from = "\(config.hypervisor.bootFrom.rawValue)"
             boot_timeout_seconds = 60
             # memory_mib may be set by a pod, vcpus may not (vmAnnotations... checks both).
             enable_annotations = ["memory_mib"]

@@ -96,8 +96,9 @@ final class GuestContainers: @unchecked Sendable {
     static let maxContainers = 256
     static let maxExecsPerContainer = 1024
 
-    init(stateRoot: String, initExecutable: String, logger: Logger) {
-        runtime = ContainerRuntime(root: stateRoot + "/containers", initExecutable: initExecutable, shareSealedCopy: true)
+    init(stateRoot: String, initExecutable: String, initIsImmutable: Bool, logger: Logger) {
+        runtime = ContainerRuntime(root: stateRoot + "/containers", initExecutable: initExecutable, shareSealedCopy: true,
+                                   initIsImmutable: initIsImmutable)
         bundleRoot = stateRoot + "/bundles"
         self.logger = logger
     }
