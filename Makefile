@@ -60,13 +60,13 @@ release: deps $(BIN)/cocoon-init
 	install -m 0755 $(RELEASE_SCRATCH)/release/cocoon $(BIN)/cocoon
 	install -m 0755 $(RELEASE_SCRATCH)/release/containerd-shim-cocoon-v2 $(BIN)/containerd-shim-cocoon-v2
 
-$(GUEST)/cocoon-agent.initrd: $(GUEST)/cocoon-agent guest/build-initramfs.sh
+$(GUEST)/cocoon-agent.initrd: $(GUEST)/cocoon-agent guest/build-initramfs.sh guest/stage-root.sh
 	@bash guest/build-initramfs.sh $< $@
 
 initramfs: agent $(GUEST)/cocoon-agent.initrd
 
 ## The same agent on a read-only ext4 image: what the guest boots by default (hypervisor.boot_from).
-$(GUEST)/cocoon-agent.img: $(GUEST)/cocoon-agent guest/build-image.sh
+$(GUEST)/cocoon-agent.img: $(GUEST)/cocoon-agent guest/build-image.sh guest/stage-root.sh
 	@bash guest/build-image.sh $< $@
 
 image: agent $(GUEST)/cocoon-agent.img
@@ -76,13 +76,13 @@ $(GUEST)/baseline-init: guest/baseline-init.c
 	@mkdir -p $(GUEST)
 	gcc -static -Os -s -o $@ $<
 
-$(GUEST)/baseline.initrd: $(GUEST)/baseline-init guest/build-initramfs.sh
+$(GUEST)/baseline.initrd: $(GUEST)/baseline-init guest/build-initramfs.sh guest/stage-root.sh
 	@bash guest/build-initramfs.sh $< $@
 
 baseline: deps $(GUEST)/baseline.initrd
 
 ## The floor under the agent's boot: the smallest static Swift /init (make bench-boot only).
-$(GUEST)/swift-baseline.initrd: Sources/cocoon-swift-baseline/main.swift $(shell find Sources/CSupport -type f) guest/build-initramfs.sh | swift-check
+$(GUEST)/swift-baseline.initrd: Sources/cocoon-swift-baseline/main.swift $(shell find Sources/CSupport -type f) guest/build-initramfs.sh guest/stage-root.sh | swift-check
 	$(SWIFT) build -c release --product cocoon-swift-baseline --scratch-path $(STATIC_SCRATCH) -Xswiftc -static-executable
 	@mkdir -p $(GUEST)
 	strip -o $(GUEST)/swift-baseline-init $(STATIC_SCRATCH)/release/cocoon-swift-baseline
