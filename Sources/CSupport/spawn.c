@@ -17,6 +17,46 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+// clone3's argument (linux/sched.h, version 2 with the cgroup field).
+struct cocoon_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+#if defined(__x86_64__)
+// clone3 with a stack of the caller's: the child starts on that stack right after the syscall, so
+// it cannot return through C (glibc's clone does the same in assembly). The child calls fn(arg) and
+// exits with its result; the parent gets the pid or -errno.
+// long cocoon_clone3_run(struct cocoon_clone_args *args, size_t size, int (*fn)(void *), void *arg)
+__asm__(
+    ".text\n"
+    ".globl cocoon_clone3_run\n"
+    ".hidden cocoon_clone3_run\n"
+    ".type cocoon_clone3_run, @function\n"
+    "cocoon_clone3_run:\n"
+    "    mov %rdx, %r8\n"        // fn and arg survive the syscall in r8/r9 (only rax, rcx, r11 change)
+    "    mov %rcx, %r9\n"
+    "    mov $435, %eax\n"       // SYS_clone3
+    "    syscall\n"
+    "    test %rax, %rax\n"
+    "    jz 1f\n"
+    "    ret\n"                  // parent: pid, or -errno
+    "1:  xor %ebp, %ebp\n"       // child: on the new stack (16-byte aligned), no frame to return to
+    "    mov %r9, %rdi\n"
+    "    call *%r8\n"
+    "    mov %eax, %edi\n"
+    "    mov $60, %eax\n"        // SYS_exit
+    "    syscall\n"
+    "    hlt\n"
+    ".size cocoon_clone3_run, .-cocoon_clone3_run\n");
+long cocoon_clone3_run(struct cocoon_clone_args *args, size_t size, int (*fn)(void *), void *arg);
+#endif
 
 struct child_args {
     const cocoon_spawn_attr *attr;
@@ -136,9 +176,38 @@ static int spawn_now(const cocoon_spawn_attr *attr, pid_t *pid_out, int *pidfd_o
     // A waiting child gets its own copy of memory (fork semantics) so that we can return at once;
     // it runs only async-signal-safe calls before execve. Otherwise vfork semantics, sharing memory.
     int sharing = attr->wait_fd >= 0 ? 0 : (CLONE_VM | CLONE_VFORK);
-    pid_t pid = clone(child_main, (char *)stack + stack_size,
-                      sharing | CLONE_PIDFD | SIGCHLD | (int)attr->clone_flags, &args, &pidfd);
-    int clone_errno = errno;
+    pid_t pid;
+    int clone_errno;
+    if (attr->cgroup_fd >= 0) {
+#if defined(__x86_64__)
+        struct cocoon_clone_args ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = (uint64_t)(unsigned)sharing | CLONE_PIDFD | CLONE_INTO_CGROUP | attr->clone_flags;
+        ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        ca.exit_signal = SIGCHLD;
+        ca.cgroup = (uint64_t)attr->cgroup_fd;
+        long r;
+        if (sharing) {
+            ca.stack = (uint64_t)(uintptr_t)stack;
+            ca.stack_size = stack_size;
+            r = cocoon_clone3_run(&ca, sizeof ca, child_main, &args);
+        } else {
+            // Fork semantics (a copy of our memory): the child may return through C like fork's.
+            r = syscall(SYS_clone3, &ca, sizeof ca);
+            if (r == 0) _exit(child_main(&args));
+            if (r < 0) r = -errno;
+        }
+        pid = r < 0 ? -1 : (pid_t)r;
+        clone_errno = r < 0 ? (int)-r : 0;
+#else
+        pid = -1;
+        clone_errno = ENOSYS;
+#endif
+    } else {
+        pid = clone(child_main, (char *)stack + stack_size,
+                    sharing | CLONE_PIDFD | SIGCHLD | (int)attr->clone_flags, &args, &pidfd);
+        clone_errno = errno;
+    }
     if (restore_pidns >= 0) {
         setns(restore_pidns, CLONE_NEWPID);
         close(restore_pidns);

@@ -192,10 +192,37 @@ public struct ContainerRuntime: Sendable {
             processOptions.becomeRoot = true
         }
         defer { if let release { close(release.read); close(release.write) } }
-        do {
-            child = try ChildProcess.spawn(initExecutable, [], options: processOptions)
-        } catch {
-            throw LinuxContainerError(error.code, step: "start container init", error.message)
+        // cgroup v2: the cgroup is made and limited first and init is born in it (CLONE_INTO_CGROUP),
+        // so nothing waits for a migration. Elsewhere init is moved in below, while it makes its mounts.
+        var bornInCgroup = false
+        if cgroup.mode == .unified {
+            do throws(CgroupError) {
+                try cgroup.create()
+                if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+            } catch {
+                throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+            }
+            let dir = open(cgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if dir >= 0 {
+                defer { close(dir) }
+                var into = processOptions
+                into.cgroupDescriptor = dir
+                do throws(SystemError) {
+                    child = try ChildProcess.spawn(initExecutable, [], options: into)
+                    bornInCgroup = true
+                } catch where error.errno == ENOSYS {
+                    // clone3 or CLONE_INTO_CGROUP missing: spawned and moved in as on cgroup v1.
+                } catch {
+                    throw LinuxContainerError(error.code, step: "start container init", error.message)
+                }
+            }
+        }
+        if child == nil {
+            do {
+                child = try ChildProcess.spawn(initExecutable, [], options: processOptions)
+            } catch {
+                throw LinuxContainerError(error.code, step: "start container init", error.message)
+            }
         }
         childSync.fd.close()
         let pid = child!.pid
@@ -214,13 +241,15 @@ public struct ContainerRuntime: Sendable {
         // While init makes its mounts: limits in place and init moved into the cgroup, before init runs
         // anything of the container's (init waits for `joinedCgroup` before cgroup mounts, devices,
         // hooks and its cgroup namespace).
-        do throws(CgroupError) {
-            try cgroup.create()
-            if let resources = spec.linux?.resources { try cgroup.apply(resources) }
-            try cgroup.join(pid: pid)
-        } catch {
-            try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
-            throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+        if !bornInCgroup {
+            do throws(CgroupError) {
+                try cgroup.create()
+                if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+                try cgroup.join(pid: pid)
+            } catch {
+                try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
+                throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+            }
         }
         try parentSync.send(InitCommand.joinedCgroup)
         var report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))

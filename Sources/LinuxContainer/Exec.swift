@@ -99,22 +99,41 @@ extension ContainerRuntime {
         defer { if closeSealed { close(sealed) } }
         processOptions.executableDescriptor = sealed
 
-        let child: ChildProcess
-        do { child = try ChildProcess.spawn(initExecutable, [], options: processOptions) } catch {
-            if error.errno == ENOENT {
-                throw LinuxContainerError(.failedPrecondition, step: "exec",
-                    "\(initExecutable) cannot run inside the container: it must be the static build (`make` puts it in build/bin)")
+        // cgroup v2: born in the container's cgroup (CLONE_INTO_CGROUP), as in create.
+        let containerCgroup = try cgroup(record)
+        var cgroupDir: Int32 = -1
+        if containerCgroup.mode == .unified { cgroupDir = open(containerCgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { if cgroupDir >= 0 { close(cgroupDir) } }
+        var bornInCgroup = false
+        var spawned: ChildProcess?
+        if cgroupDir >= 0 {
+            var into = processOptions
+            into.cgroupDescriptor = cgroupDir
+            do throws(SystemError) {
+                spawned = try ChildProcess.spawn(initExecutable, [], options: into)
+                bornInCgroup = true
+            } catch where error.errno == ENOSYS {
+                // Spawned and moved in below.
+            } catch {
+                throw Self.execSpawnError(error, initExecutable)
             }
-            throw LinuxContainerError(error.code, step: "exec: start the process", error.message)
         }
+        if spawned == nil {
+            do throws(SystemError) { spawned = try ChildProcess.spawn(initExecutable, [], options: processOptions) } catch {
+                throw Self.execSpawnError(error, initExecutable)
+            }
+        }
+        let child = spawned!
         childSync.fd.close()
         var ok = false
         defer { if !ok { child.kill() } }
-        do {
-            try cgroup(record).join(pid: child.pid)
-        } catch let error as CgroupError {
-            throw LinuxContainerError(error.code, step: "exec: join the container's cgroup", error.message)
-        } catch let error as LinuxContainerError { throw error } catch { throw LinuxContainerError(step: "exec", "\(error)") }
+        if !bornInCgroup {
+            do throws(CgroupError) {
+                try containerCgroup.join(pid: child.pid)
+            } catch {
+                throw LinuxContainerError(error.code, step: "exec: join the container's cgroup", error.message)
+            }
+        }
         var execSpec = spec
         execSpec.process = process
         try parentSync.send(InitConfig(containerID: id, spec: execSpec, rootfs: record.rootfs, noPivot: false, execFifo: "",
@@ -135,5 +154,13 @@ extension ContainerRuntime {
         }
         ok = true
         return child
+    }
+
+    static func execSpawnError(_ error: SystemError, _ initExecutable: String) -> LinuxContainerError {
+        if error.errno == ENOENT {
+            return LinuxContainerError(.failedPrecondition, step: "exec",
+                "\(initExecutable) cannot run inside the container: it must be the static build (`make` puts it in build/bin)")
+        }
+        return LinuxContainerError(error.code, step: "exec: start the process", error.message)
     }
 }

@@ -63,6 +63,9 @@ public final class ChildProcess: @unchecked Sendable {
         public var waitDescriptor: Int32?
         /// Become root of the child's user namespace before execve.
         public var becomeRoot = false
+        /// A cgroup v2 directory (an open descriptor of it) the child is born in (CLONE_INTO_CGROUP). The spawn
+        /// fails with ENOSYS where the kernel or the architecture cannot; callers then spawn without it.
+        public var cgroupDescriptor: Int32?
         public init() {}
     }
 
@@ -95,7 +98,8 @@ public final class ChildProcess: @unchecked Sendable {
                             exec_fd: options.executableDescriptor ?? -1,
                             readonly_exec: options.readOnlyExecutable ? 1 : 0,
                             wait_fd: options.waitDescriptor ?? -1,
-                            become_root: options.becomeRoot ? 1 : 0)
+                            become_root: options.becomeRoot ? 1 : 0,
+                            cgroup_fd: options.cgroupDescriptor ?? -1)
                         return cocoon_spawn(&attr, &pid, &pidfd)
                       }
                     }

@@ -29,6 +29,10 @@ typedef struct {
     /// Before execve, become uid/gid 0 of the (new or joined) user namespace, so that the exec
     /// keeps the namespace's capabilities.
     int become_root;
+    /// When >= 0, a cgroup v2 directory the child is born in (clone3's CLONE_INTO_CGROUP): no
+    /// migration afterwards, which on cgroup v1 and v2 alike waits for an RCU grace period. Fails
+    /// with ENOSYS where clone3 or CLONE_INTO_CGROUP is missing (kernels before 5.7, not x86-64).
+    int cgroup_fd;
 } cocoon_spawn_attr;
 
 /// Starts a child from a dedicated, never-exiting thread (so that PR_SET_PDEATHSIG,
