@@ -195,10 +195,12 @@ public struct ContainerRuntime: Sendable {
         // cgroup v2: the cgroup is made and limited first and init is born in it (CLONE_INTO_CGROUP),
         // so nothing waits for a migration. Elsewhere init is moved in below, while it makes its mounts.
         var bornInCgroup = false
+        var cgroupMade = false
         if cgroup.mode == .unified {
             do throws(CgroupError) {
                 try cgroup.create()
                 if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+                cgroupMade = true
             } catch {
                 throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
             }
@@ -243,8 +245,10 @@ public struct ContainerRuntime: Sendable {
         // hooks and its cgroup namespace).
         if !bornInCgroup {
             do throws(CgroupError) {
-                try cgroup.create()
-                if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+                if !cgroupMade {
+                    try cgroup.create()
+                    if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+                }
                 try cgroup.join(pid: pid)
             } catch {
                 try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
