@@ -99,8 +99,21 @@ extension ContainerRuntime {
         defer { if closeSealed { close(sealed) } }
         processOptions.executableDescriptor = sealed
 
-        // cgroup v2: born in the container's cgroup (CLONE_INTO_CGROUP), as in create.
+        // cgroup v2: born in the container's cgroup (CLONE_INTO_CGROUP); v1: moves itself in through the
+        // `tasks` descriptors (no grace-period wait), as in create.
         let containerCgroup = try cgroup(record)
+        var taskFiles: [FileDescriptor] = []
+        defer { taskFiles.forEach { $0.close() } }
+        var taskFDs: [Int32]?
+        if containerCgroup.mode != .unified {
+            do throws(CgroupError) { taskFiles = try containerCgroup.openTaskFiles() } catch {
+                throw LinuxContainerError(error.code, step: "exec: join the container's cgroup", error.message)
+            }
+            taskFDs = taskFiles.map { file in
+                processOptions.fds.append(file.rawValue)
+                return Int32(processOptions.fds.count - 1)
+            }
+        }
         var cgroupDir: Int32 = -1
         if containerCgroup.mode == .unified { cgroupDir = open(containerCgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { if cgroupDir >= 0 { close(cgroupDir) } }
@@ -127,7 +140,9 @@ extension ContainerRuntime {
         childSync.fd.close()
         var ok = false
         defer { if !ok { child.kill() } }
-        if !bornInCgroup {
+        taskFiles.forEach { $0.close() }
+        taskFiles = []
+        if !bornInCgroup && taskFDs == nil {
             do throws(CgroupError) {
                 try containerCgroup.join(pid: child.pid)
             } catch {
@@ -139,7 +154,7 @@ extension ContainerRuntime {
         try parentSync.send(InitConfig(containerID: id, spec: execSpec, rootfs: record.rootfs, noPivot: false, execFifo: "",
                                        preservedFDs: 0, newMountNamespace: false, newUserNamespace: false,
                                        newCgroupNamespace: false, bundle: record.bundle, consoleSocketFD: consoleFD,
-                                       execMode: true, timeNamespaceFD: timeFD))
+                                       execMode: true, timeNamespaceFD: timeFD, cgroupTaskFDs: taskFDs))
         switch try parentSync.receive(InitReport.self, until: .after(seconds: 60)) {
         case .ready: break
         case .failed(let error): throw error
