@@ -74,6 +74,10 @@ static int child_main(void *p) {
     dfl.sa_handler = SIG_DFL;
     for (int s = 1; s < _NSIG; s++) sigaction(s, &dfl, NULL);
 
+    // Into the cgroup before anything else (see cgroup_task_fds): "0" is this thread, resolved by the kernel.
+    for (int i = 0; i < attr->ncgroup_task_fds; i++) {
+        if (write(attr->cgroup_task_fds[i], "0", 1) != 1) goto fail;
+    }
     // Join existing namespaces (the caller orders them: user first). setns works here because
     // this child is a single thread of its own, unlike the multithreaded parent.
     for (int i = 0; i < attr->nsetns; i++) {

@@ -152,12 +152,12 @@ public struct CgroupManager: Sendable {
     }
 
     /// cgroup v1 only: each hierarchy's `tasks` file of this cgroup, opened for writing by this (privileged)
-    /// process, for a single-threaded child to move itself in with `moveCurrentThread(through:)`.
+    /// process, for a child to move itself in before it execs (ChildProcess.Options.cgroupTaskDescriptors).
     ///
     /// Why: moving a process by pid through `cgroup.procs` takes the kernel's global threadgroup lock for
     /// writing and waits for an RCU grace period (6–15 ms measured, the longest wait of `cocoon run`); a
-    /// thread moving itself through `tasks` takes neither. The kernel checks the opener's credentials, so a
-    /// child in a user namespace, or one that cannot see the host's cgroup mount, can still use them.
+    /// single thread moving itself through `tasks` takes neither. The kernel checks the opener's
+    /// credentials, so a child in a user namespace can use them too.
     public func openTaskFiles() throws(CgroupError) -> [FileDescriptor] {
         guard mode != .unified else { return [] }
         var opened: [FileDescriptor] = []
@@ -168,19 +168,6 @@ public struct CgroupManager: Sendable {
             }
         }
         return opened
-    }
-
-    /// Moves the calling thread into the cgroups whose `tasks` files these descriptors are (see
-    /// `openTaskFiles`). The caller must be single-threaded, so that this moves the whole process.
-    public static func moveCurrentThread(through descriptors: [Int32]) throws(CgroupError) {
-        for fd in descriptors {
-            // "0" is the writer itself, resolved by the kernel: no pid to go stale.
-            guard Glibc.write(fd, "0", 1) == 1 else {
-                let e = errno
-                throw CgroupError(e == EACCES || e == EPERM ? .permissionDenied : .internal,
-                                  "move into the cgroup: \(String(cString: strerror(e)))")
-            }
-        }
     }
 
     /// Moves a process (the container's init) into the cgroup.

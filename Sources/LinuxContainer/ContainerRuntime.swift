@@ -194,26 +194,20 @@ public struct ContainerRuntime: Sendable {
         defer { if let release { close(release.read); close(release.write) } }
         // The cgroup is made and limited before init starts, and init never waits for a migration by pid
         // (which waits for an RCU grace period): on cgroup v2 init is born in it (CLONE_INTO_CGROUP); on v1
-        // init moves itself in through `tasks` descriptors opened here (CgroupManager.openTaskFiles).
+        // the spawned child moves itself in before exec, through `tasks` descriptors opened here.
         do throws(CgroupError) {
             try cgroup.create()
             if let resources = spec.linux?.resources { try cgroup.apply(resources) }
         } catch {
             throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
         }
-        var taskFiles: [FileDescriptor] = []
-        defer { taskFiles.forEach { $0.close() } }
-        var taskFDs: [Int32]?
-        if cgroup.mode != .unified {
-            do throws(CgroupError) { taskFiles = try cgroup.openTaskFiles() } catch {
-                throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
-            }
-            taskFDs = taskFiles.map { file in
-                processOptions.fds.append(file.rawValue)
-                return Int32(processOptions.fds.count - 1)
-            }
+        let taskFiles: [FileDescriptor]
+        do throws(CgroupError) { taskFiles = try cgroup.openTaskFiles() } catch {
+            throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
         }
-        var bornInCgroup = false
+        defer { taskFiles.forEach { $0.close() } }
+        processOptions.cgroupTaskDescriptors = taskFiles.map(\.rawValue)
+        var bornInCgroup = !taskFiles.isEmpty
         if cgroup.mode == .unified {
             let dir = open(cgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if dir >= 0 {
@@ -237,8 +231,6 @@ public struct ContainerRuntime: Sendable {
                 throw LinuxContainerError(error.code, step: "start container init", error.message)
             }
         }
-        taskFiles.forEach { $0.close() }
-        taskFiles = []
         childSync.fd.close()
         let pid = child!.pid
         if newUserNS, let release {
@@ -252,18 +244,16 @@ public struct ContainerRuntime: Sendable {
         try parentSync.send(InitConfig(containerID: id, spec: spec, rootfs: rootfs, noPivot: options.noPivot, execFifo: fifo,
                                        preservedFDs: options.preserveFDs, newMountNamespace: newMountNS, newUserNamespace: newUserNS,
                                        newCgroupNamespace: newCgroupNS, newTimeNamespace: newTimeNS, bundle: bundle,
-                                       consoleSocketFD: consoleFD, cgroupTaskFDs: taskFDs))
-        if taskFDs == nil {
+                                       consoleSocketFD: consoleFD))
+        if !bornInCgroup {
             // cgroup v2 without CLONE_INTO_CGROUP: moved in by pid while init makes its mounts (init waits for
             // `joinedCgroup` before cgroup mounts, devices, hooks and its cgroup namespace).
-            if !bornInCgroup {
-                do throws(CgroupError) { try cgroup.join(pid: pid) } catch {
-                    try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
-                    throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
-                }
+            do throws(CgroupError) { try cgroup.join(pid: pid) } catch {
+                try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
+                throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
             }
-            try parentSync.send(InitCommand.joinedCgroup)
         }
+        try parentSync.send(InitCommand.joinedCgroup)
         var report = try parentSync.receive(InitReport.self, until: .after(seconds: 60))
         if case .runtimeHooks = report {
             // prestart (deprecated) and createRuntime: in the runtime's namespaces, before pivot_root.

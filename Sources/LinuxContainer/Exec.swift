@@ -99,25 +99,19 @@ extension ContainerRuntime {
         defer { if closeSealed { close(sealed) } }
         processOptions.executableDescriptor = sealed
 
-        // cgroup v2: born in the container's cgroup (CLONE_INTO_CGROUP); v1: moves itself in through the
-        // `tasks` descriptors (no grace-period wait), as in create.
+        // cgroup v2: born in the container's cgroup (CLONE_INTO_CGROUP); v1: the child moves itself in before
+        // exec through `tasks` descriptors (no grace-period wait), as in create.
         let containerCgroup = try cgroup(record)
-        var taskFiles: [FileDescriptor] = []
-        defer { taskFiles.forEach { $0.close() } }
-        var taskFDs: [Int32]?
-        if containerCgroup.mode != .unified {
-            do throws(CgroupError) { taskFiles = try containerCgroup.openTaskFiles() } catch {
-                throw LinuxContainerError(error.code, step: "exec: join the container's cgroup", error.message)
-            }
-            taskFDs = taskFiles.map { file in
-                processOptions.fds.append(file.rawValue)
-                return Int32(processOptions.fds.count - 1)
-            }
+        let taskFiles: [FileDescriptor]
+        do throws(CgroupError) { taskFiles = try containerCgroup.openTaskFiles() } catch {
+            throw LinuxContainerError(error.code, step: "exec: join the container's cgroup", error.message)
         }
+        defer { taskFiles.forEach { $0.close() } }
+        processOptions.cgroupTaskDescriptors = taskFiles.map(\.rawValue)
         var cgroupDir: Int32 = -1
         if containerCgroup.mode == .unified { cgroupDir = open(containerCgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { if cgroupDir >= 0 { close(cgroupDir) } }
-        var bornInCgroup = false
+        var bornInCgroup = !taskFiles.isEmpty
         var spawned: ChildProcess?
         if cgroupDir >= 0 {
             var into = processOptions
@@ -140,9 +134,7 @@ extension ContainerRuntime {
         childSync.fd.close()
         var ok = false
         defer { if !ok { child.kill() } }
-        taskFiles.forEach { $0.close() }
-        taskFiles = []
-        if !bornInCgroup && taskFDs == nil {
+        if !bornInCgroup {
             do throws(CgroupError) {
                 try containerCgroup.join(pid: child.pid)
             } catch {
@@ -154,7 +146,7 @@ extension ContainerRuntime {
         try parentSync.send(InitConfig(containerID: id, spec: execSpec, rootfs: record.rootfs, noPivot: false, execFifo: "",
                                        preservedFDs: 0, newMountNamespace: false, newUserNamespace: false,
                                        newCgroupNamespace: false, bundle: record.bundle, consoleSocketFD: consoleFD,
-                                       execMode: true, timeNamespaceFD: timeFD, cgroupTaskFDs: taskFDs))
+                                       execMode: true, timeNamespaceFD: timeFD))
         switch try parentSync.receive(InitReport.self, until: .after(seconds: 60)) {
         case .ready: break
         case .failed(let error): throw error

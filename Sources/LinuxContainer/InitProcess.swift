@@ -4,7 +4,6 @@ import FoundationEssentials
 import Foundation
 #endif
 import CSupport
-import Cgroups
 import OCI
 import SystemCalls
 #if canImport(Glibc)
@@ -62,22 +61,6 @@ public enum InitProcess {
         let seccomp: SeccompFilter.Compiled?
     }
 
-    /// cgroup v1: moves this process into the container's cgroup through the runtime's `tasks` descriptors,
-    /// then closes them (they are the host's, and nothing of the container's may hold them).
-    static func moveIntoCgroup(_ descriptors: [Int32]) throws(LinuxContainerError) {
-        defer { descriptors.forEach { close($0) } }
-        // `tasks` moves one thread: init must be a single one for the whole process to move (it is a fresh
-        // exec that starts no threads; this catches a change that would break that). 0: the /proc in view
-        // belongs to another pid namespace (a joined mount namespace), so there is nothing to count.
-        let threads = Files.entries("/proc/self/task").count
-        guard threads <= 1 else {
-            throw LinuxContainerError(.internal, step: "join cgroup", "init has \(threads) threads; it must have one to move itself")
-        }
-        do throws(CgroupError) { try CgroupManager.moveCurrentThread(through: descriptors) } catch {
-            throw LinuxContainerError(error.code, step: "join cgroup", error.message)
-        }
-    }
-
     static func check(_ step: @autoclosure () -> String, _ r: Int32) throws(LinuxContainerError) {
         if r != 0 {
             let e = errno
@@ -91,7 +74,6 @@ public enum InitProcess {
             throw LinuxContainerError(.invalidArgument, step: "config", "process is missing")
         }
         if config.execMode {
-            if let taskFDs = config.cgroupTaskFDs { try moveIntoCgroup(taskFDs) }
             if let console = config.consoleSocketFD { try setUpTerminal(console: console, size: process.consoleSize) }
             try applyLimits(process)
             let env = process.env ?? []
@@ -105,21 +87,17 @@ public enum InitProcess {
         let fifo = cocoon_open_path(config.execFifo)
         guard fifo >= 0 else { throw LinuxContainerError(step: "open exec fifo", String(cString: strerror(errno))) }
 
-        // Into the cgroup before the first step that must happen inside it: on cgroup v1 init moves itself
-        // (no grace-period wait, see CgroupManager.openTaskFiles); otherwise init was born there, or the
-        // runtime moves it by pid while init makes its mounts and then says so.
+        // Init is usually in its cgroup from the start (see ContainerRuntime.create); where the runtime must
+        // move it by pid, which waits for an RCU grace period, that happens while init makes its mounts, and
+        // init waits for it only before the first step that must happen inside the cgroup.
         var inCgroup = false
         func awaitCgroup() throws(LinuxContainerError) {
             if inCgroup { return }
-            if let taskFDs = config.cgroupTaskFDs {
-                try moveIntoCgroup(taskFDs)
-            } else {
-                switch try sync.receive(InitCommand.self, until: .after(seconds: 60)) {
-                case .joinedCgroup: break
-                case .abort(let why): throw LinuxContainerError(.aborted, step: "join cgroup", why)
-                case .proceed: throw LinuxContainerError(.internal, step: "join cgroup", "the runtime skipped the cgroup")
-                case nil: throw LinuxContainerError(.aborted, step: "join cgroup", "the runtime went away")
-                }
+            switch try sync.receive(InitCommand.self, until: .after(seconds: 60)) {
+            case .joinedCgroup: break
+            case .abort(let why): throw LinuxContainerError(.aborted, step: "join cgroup", why)
+            case .proceed: throw LinuxContainerError(.internal, step: "join cgroup", "the runtime skipped the cgroup")
+            case nil: throw LinuxContainerError(.aborted, step: "join cgroup", "the runtime went away")
             }
             inCgroup = true
             // The cgroup namespace's root is the cgroup init is in when it unshares.
@@ -132,8 +110,6 @@ public enum InitProcess {
             try check("setresgid 0", cocoon_setresgid(0))
             try check("setresuid 0", cocoon_setresuid(0))
         }
-        // Moving itself costs init nothing to wait for: do it first, so the rest is charged to the container.
-        if config.cgroupTaskFDs != nil { try awaitCgroup() }
         if config.newTimeNamespace { try enterTimeNamespace(offsets: spec.linux?.timeOffsets ?? [:]) }
         let rootfs = RootFS(config: config)
         if config.newMountNamespace { try rootfs.mountAll(inCgroup: awaitCgroup) }

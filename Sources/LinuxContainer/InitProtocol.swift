@@ -39,9 +39,6 @@ public struct InitConfig: Codable, Sendable {
     /// Joined by init, not by the spawner: the kernel refuses a time namespace to a process that shares
     /// its memory (the spawner's vfork child shares the runtime's).
     public var timeNamespaceFD: Int32? = nil
-    /// cgroup v1: descriptors (in init) of the cgroup's `tasks` files; init moves itself in through them
-    /// (CgroupManager.openTaskFiles) instead of waiting for `InitCommand.joinedCgroup`.
-    public var cgroupTaskFDs: [Int32]? = nil
 }
 
 /// Messages from init to the runtime.
@@ -56,7 +53,8 @@ public enum InitReport: Codable, Sendable {
 
 /// Messages from the runtime to init after the configuration.
 public enum InitCommand: Codable, Sendable {
-    /// Init is in the container's cgroup (born there, or moved there by pid while it made its mounts).
+    /// Init is in the container's cgroup: born there (v2), moved itself in before exec (v1), or moved there by
+    /// pid while it made its mounts (v2 without CLONE_INTO_CGROUP).
     case joinedCgroup
     case proceed
     case abort(String)

@@ -66,6 +66,9 @@ public final class ChildProcess: @unchecked Sendable {
         /// A cgroup v2 directory (an open descriptor of it) the child is born in (CLONE_INTO_CGROUP). The spawn
         /// fails with ENOSYS where the kernel or the architecture cannot; callers then spawn without it.
         public var cgroupDescriptor: Int32?
+        /// cgroup v1: the cgroup's `tasks` files (descriptors opened for writing by this process); the child
+        /// moves itself in before anything else, without the grace-period wait of a move by pid.
+        public var cgroupTaskDescriptors: [Int32] = []
         public init() {}
     }
 
@@ -88,6 +91,7 @@ public final class ChildProcess: @unchecked Sendable {
                 (envp + [nil]).withUnsafeBufferPointer { envBuf in
                     fds.withUnsafeBufferPointer { fdBuf in
                       options.joinNamespaces.withUnsafeBufferPointer { nsBuf in
+                       options.cgroupTaskDescriptors.withUnsafeBufferPointer { taskBuf in
                         var attr = cocoon_spawn_attr(
                             path: path, argv: argvBuf.baseAddress, envp: envBuf.baseAddress,
                             fds: fdBuf.baseAddress, nfds: Int32(fds.count),
@@ -99,8 +103,10 @@ public final class ChildProcess: @unchecked Sendable {
                             readonly_exec: options.readOnlyExecutable ? 1 : 0,
                             wait_fd: options.waitDescriptor ?? -1,
                             become_root: options.becomeRoot ? 1 : 0,
-                            cgroup_fd: options.cgroupDescriptor ?? -1)
+                            cgroup_fd: options.cgroupDescriptor ?? -1,
+                            cgroup_task_fds: taskBuf.baseAddress, ncgroup_task_fds: Int32(options.cgroupTaskDescriptors.count))
                         return cocoon_spawn(&attr, &pid, &pidfd)
+                       }
                       }
                     }
                 }

@@ -251,10 +251,23 @@ public struct VMRuntime: Sendable {
     public static let sandboxIDAnnotations = ["io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID"]
     public static let containerTypeAnnotations = ["io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"]
 
-    /// Spawns a child that waits until it is in `cgroup` before it execs, so that what it starts
-    /// (QEMU, virtiofsd) is in there too.
+    /// Spawns a child that is in `cgroup` before it execs, so that what it starts (QEMU, virtiofsd) is in
+    /// there too: on cgroup v1 it moves itself in (no grace-period wait, see CgroupManager.openTaskFiles);
+    /// elsewhere it waits until it has been moved by pid.
     static func spawn(_ executable: String, _ arguments: [String], options: ChildProcess.Options, into cgroup: CgroupManager,
                       what: String) throws(SandboxDaemonError) -> ChildProcess {
+        let taskFiles: [FileDescriptor]
+        do throws(CgroupError) { taskFiles = try cgroup.openTaskFiles() } catch {
+            throw SandboxDaemonError(error.code, "\(what): \(error.message)")
+        }
+        defer { taskFiles.forEach { $0.close() } }
+        if !taskFiles.isEmpty {
+            var options = options
+            options.cgroupTaskDescriptors = taskFiles.map(\.rawValue)
+            do throws(SystemError) { return try ChildProcess.spawn(executable, arguments, options: options) } catch {
+                throw SandboxDaemonError(error, context: "start \(what)")
+            }
+        }
         let gate: (read: FileDescriptor, write: FileDescriptor)
         do throws(SystemError) { gate = try FileDescriptor.pipe() } catch {
             throw SandboxDaemonError(error, context: "start \(what)")

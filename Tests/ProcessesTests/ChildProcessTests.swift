@@ -88,6 +88,50 @@ import Testing
         #expect(text.split(separator: "\n").contains { $0.hasPrefix("0::") && $0.hasSuffix("/" + name) }, "\(text)")
     }
 
+    /// cgroup v1 hierarchies of this host the test may use (root only).
+    static let cgroup1Roots: [String] = {
+        guard geteuid() == 0 else { return [] }
+        return ["pids", "memory"].map { "/sys/fs/cgroup/" + $0 }.filter { FileManager.default.fileExists(atPath: $0 + "/tasks") }
+    }()
+
+    // The child writes "0" to each `tasks` descriptor before it execs, moving itself in, in both clone modes.
+    @Test(.enabled(if: !cgroup1Roots.isEmpty, "needs root and cgroup v1 hierarchies"), arguments: [false, true])
+    func aChildMovesItselfIntoTheCgroupsItIsGiven(waits: Bool) throws {
+        let name = "cocoon-test-moved-\(getpid())-\(waits)"
+        var tasks: [Int32] = []
+        defer {
+            tasks.forEach { close($0) }
+            for root in Self.cgroup1Roots { rmdir(root + "/" + name) }
+        }
+        for root in Self.cgroup1Roots {
+            try FileManager.default.createDirectory(atPath: root + "/" + name, withIntermediateDirectories: false)
+            let fd = open(root + "/" + name + "/tasks", O_WRONLY | O_CLOEXEC)
+            #expect(fd >= 0)
+            tasks.append(fd)
+        }
+        var out: [Int32] = [0, 0], go: [Int32] = [0, 0]
+        #expect(pipe(&out) == 0 && pipe(&go) == 0)
+        var options = ChildProcess.Options()
+        options.fds = [nil, out[1], out[1]]
+        options.cgroupTaskDescriptors = tasks
+        if waits { options.waitDescriptor = go[0] }
+        let p = try ChildProcess.spawn("/bin/cat", ["/proc/self/cgroup"], options: options)
+        close(out[1])
+        if waits { var b: UInt8 = 1; #expect(write(go[1], &b, 1) == 1) }
+        close(go[0]); close(go[1])
+        #expect(try p.wait(until: .after(seconds: 10)) == .exited(0))
+        let reader = FileDescriptor(adopting: out[0])
+        defer { reader.close() }
+        let text = String(decoding: try reader.read(upTo: 65536, until: .after(seconds: 5)), as: UTF8.self)
+        for root in Self.cgroup1Roots {
+            let controller = String(root.split(separator: "/").last!)
+            #expect(text.split(separator: "\n").contains { $0.contains(":\(controller):") && $0.hasSuffix(":/" + name) }, "\(text)")
+        }
+        // Nothing of ours moved: only the child did.
+        let own = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        #expect(!own.contains(name), "\(own)")
+    }
+
     @Test func missingExecutableIsAnError() {
         do {
             _ = try ChildProcess.spawn("/nonexistent/qemu", [])

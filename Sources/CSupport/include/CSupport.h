@@ -33,6 +33,12 @@ typedef struct {
     /// migration afterwards, which on cgroup v1 and v2 alike waits for an RCU grace period. Fails
     /// with ENOSYS where clone3 or CLONE_INTO_CGROUP is missing (kernels before 5.7, not x86-64).
     int cgroup_fd;
+    /// cgroup v1: `tasks` files of the cgroup the child belongs in, opened for writing by the caller. The
+    /// child writes "0" to each first thing, moving itself (a single thread) in: unlike a move by pid
+    /// through cgroup.procs, that takes no global lock and waits for no RCU grace period. The kernel
+    /// checks the opener's credentials, so this works from inside a user namespace too.
+    const int *cgroup_task_fds;
+    int ncgroup_task_fds;
 } cocoon_spawn_attr;
 
 /// Starts a child from a dedicated, never-exiting thread (so that PR_SET_PDEATHSIG,
