@@ -62,30 +62,37 @@ import Testing
         let cgroupFD = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         #expect(cgroupFD >= 0)
         defer { close(cgroupFD) }
-        var out: [Int32] = [0, 0], go: [Int32] = [0, 0]
-        #expect(pipe(&out) == 0 && pipe(&go) == 0)
         var options = ChildProcess.Options()
-        options.fds = [nil, out[1], out[1]]
         options.cgroupDescriptor = cgroupFD
-        if waits { options.waitDescriptor = go[0] }
-        var spawned: ChildProcess?
-        do throws(SystemError) {
-            spawned = try ChildProcess.spawn("/bin/cat", ["/proc/self/cgroup"], options: options)
-        } catch {
-            close(out[0]); close(out[1]); close(go[0]); close(go[1])
+        let text: String
+        do throws(SystemError) { text = try Self.cgroupsOfAChild(options, waits: waits) } catch {
             // clone3 or CLONE_INTO_CGROUP missing: the callers fall back, and so does this test.
             if error.errno == ENOSYS { print("skipped: the kernel cannot clone into a cgroup"); return }
             throw error
         }
-        let p = try #require(spawned)
-        close(out[1])
-        if waits { var b: UInt8 = 1; #expect(write(go[1], &b, 1) == 1) }
-        close(go[0]); close(go[1])
-        #expect(try p.wait(until: .after(seconds: 10)) == .exited(0))
+        #expect(text.split(separator: "\n").contains { $0.hasPrefix("0::") && $0.hasSuffix("/" + name) }, "\(text)")
+    }
+
+    /// Spawns `cat /proc/self/cgroup` with these options, either way the spawner clones (sharing our memory,
+    /// or a copy of it for a child that waits for a byte before exec), and returns what it printed.
+    static func cgroupsOfAChild(_ base: ChildProcess.Options, waits: Bool) throws(SystemError) -> String {
+        var out: [Int32] = [0, 0], go: [Int32] = [0, 0]
+        guard pipe(&out) == 0 else { throw SystemError("pipe", errno: errno) }
+        guard pipe(&go) == 0 else { close(out[0]); close(out[1]); throw SystemError("pipe", errno: errno) }
         let reader = FileDescriptor(adopting: out[0])
         defer { reader.close() }
-        let text = String(decoding: try reader.read(upTo: 65536, until: .after(seconds: 5)), as: UTF8.self)
-        #expect(text.split(separator: "\n").contains { $0.hasPrefix("0::") && $0.hasSuffix("/" + name) }, "\(text)")
+        var options = base
+        options.fds = [nil, out[1], out[1]]
+        if waits { options.waitDescriptor = go[0] }
+        let spawned = Result { () throws(SystemError) in try ChildProcess.spawn("/bin/cat", ["/proc/self/cgroup"], options: options) }
+        close(out[1])
+        if waits, case .success = spawned { var b: UInt8 = 1; _ = write(go[1], &b, 1) }
+        close(go[0]); close(go[1])
+        let child = try spawned.get()
+        guard (try child.wait(until: .after(seconds: 10))) == .exited(0) else {
+            throw SystemError("cat /proc/self/cgroup", errno: ECHILD, detail: "did not exit 0")
+        }
+        return String(decoding: try reader.read(upTo: 65536, until: .after(seconds: 5)), as: UTF8.self)
     }
 
     /// cgroup v1 hierarchies of this host the test may use (root only).
@@ -109,20 +116,9 @@ import Testing
             #expect(fd >= 0)
             tasks.append(fd)
         }
-        var out: [Int32] = [0, 0], go: [Int32] = [0, 0]
-        #expect(pipe(&out) == 0 && pipe(&go) == 0)
         var options = ChildProcess.Options()
-        options.fds = [nil, out[1], out[1]]
         options.cgroupTaskDescriptors = tasks
-        if waits { options.waitDescriptor = go[0] }
-        let p = try ChildProcess.spawn("/bin/cat", ["/proc/self/cgroup"], options: options)
-        close(out[1])
-        if waits { var b: UInt8 = 1; #expect(write(go[1], &b, 1) == 1) }
-        close(go[0]); close(go[1])
-        #expect(try p.wait(until: .after(seconds: 10)) == .exited(0))
-        let reader = FileDescriptor(adopting: out[0])
-        defer { reader.close() }
-        let text = String(decoding: try reader.read(upTo: 65536, until: .after(seconds: 5)), as: UTF8.self)
+        let text = try Self.cgroupsOfAChild(options, waits: waits)
         for root in Self.cgroup1Roots {
             let controller = String(root.split(separator: "/").last!)
             #expect(text.split(separator: "\n").contains { $0.contains(":\(controller):") && $0.hasSuffix(":/" + name) }, "\(text)")
