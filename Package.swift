@@ -51,13 +51,17 @@ let package = Package(
         .target(name: "Hypervisor", dependencies: [
             "AgentAPI", "SystemCalls", "Sockets", "Processes", .product(name: "Logging", package: "swift-log"),
         ]),
+        // A D-Bus client (wire format, SASL EXTERNAL, calls and signals) for talking to systemd.
+        .target(name: "DBus", dependencies: ["Sockets", "SystemCalls", "StatusCodes"]),
         // OCI runtime-spec types (config.json, state) with validation naming the JSON path of a bad field.
         .target(name: "OCI", dependencies: ["StatusCodes", "SystemCalls"]),
         // cgroup v2 (guest, modern hosts) and v1 (legacy and hybrid hosts): limits, freeze, stats.
         .target(name: "Cgroups", dependencies: ["OCI", "CSupport", "SystemCalls", "StatusCodes"]),
+        // systemd's cgroup driver (--systemd-cgroup): containers' cgroups as transient scope units.
+        .target(name: "Systemd", dependencies: ["DBus", "Cgroups", "OCI", "SystemCalls", "StatusCodes"]),
         // Containers from OCI bundles: namespaces, rootfs, mounts, credentials, the init handshake.
         // Shared by `cocoon` on bare metal and by the agent in the guest.
-        .target(name: "LinuxContainer", dependencies: ["OCI", "Cgroups", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),
+        .target(name: "LinuxContainer", dependencies: ["OCI", "Cgroups", "Systemd", "DBus", "CSupport", "SystemCalls", "Processes", "StatusCodes"]),
         // The host <-> agent protocol (messages, framing, client).
         .target(name: "AgentAPI", dependencies: [
             "SystemCalls", "StatusCodes", "TTRPC", "Mux",
@@ -117,6 +121,8 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
+        .testTarget(name: "DBusTests", dependencies: ["DBus", "Sockets", "SystemCalls"]),
+        .testTarget(name: "SystemdTests", dependencies: ["Systemd", "DBus", "Cgroups", "OCI"]),
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),
         .testTarget(name: "AgentAPITests", dependencies: [

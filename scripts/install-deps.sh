@@ -22,6 +22,9 @@ packages=(
   golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
   # the project's CRI test client (tests/peers/cri-client), run with Debian's python3
   python3-grpcio python3-protobuf
+  # the systemd cgroup driver's tests: a real systemd (booted by the test in namespaces of its own) and a
+  # private dbus-daemon for the D-Bus client's tests
+  systemd dbus-daemon
   # pod networking: CNI plugins (bridge, host-local) for the CRI test, iperf3 for make bench-net
   containernetworking-plugins iperf3
 )

@@ -53,7 +53,7 @@ public struct CgroupManager: Sendable {
         var p = cgroupsPath ?? ""
         if p.contains(":") {
             throw CgroupError(.invalidArgument,
-                "linux.cgroupsPath '\(p)' is in systemd form (slice:prefix:name); cocoon manages cgroupfs paths only")
+                "linux.cgroupsPath '\(p)' is in systemd form (slice:prefix:name): pass --systemd-cgroup, or give a cgroupfs path")
         }
         if p.isEmpty { p = "/cocoon/\(containerID)" }
         if !p.hasPrefix("/") { p = Self.ownCgroup(mode: self.mode) + "/" + p }
@@ -78,20 +78,29 @@ public struct CgroupManager: Sendable {
         return ""
     }
 
+    /// runc's mapping of v1 cpu.shares onto v2 cpu.weight (systemd's CPUWeight takes the same scale).
+    public static func cpuWeight(shares: UInt64) -> UInt64 { CgroupV2Limits.cpuWeight(shares: shares) }
+    /// v1 blkio.weight onto v2 io.weight.
+    public static func ioWeight(_ weight: UInt16) -> UInt64 { CgroupV2Limits.ioWeight(weight) }
+
     /// Directories of this cgroup, one per hierarchy that cocoon manages.
     public var directories: [String] {
         switch mode {
         case .unified: [mountRoot + path]
-        case .hybrid, .legacy: Self.v1Controllers.filter { Files.exists(mountRoot + "/" + $0) }.map { mountRoot + "/" + $0 + path }
+        case .hybrid, .legacy: Self.v1Controllers.filter { isHierarchy(mountRoot + "/" + $0) }.map { mountRoot + "/" + $0 + path }
         }
     }
+
+    /// A mounted v1 hierarchy, not just a directory of that name: systemd in a container leaves empty
+    /// directories for controllers it could not mount (hugetlb where the host gave it to cgroup v2).
+    func isHierarchy(_ dir: String) -> Bool { Files.exists(dir + "/cgroup.procs") }
 
     func directory(_ controller: String) -> String? {
         switch mode {
         case .unified: return mountRoot + path
         case .hybrid, .legacy:
             let dir = mountRoot + "/" + controller
-            return Files.exists(dir) ? dir + path : nil
+            return isHierarchy(dir) ? dir + path : nil
         }
     }
 
@@ -288,6 +297,8 @@ public struct CgroupManager: Sendable {
             for child in Files.subdirectories(dir) { rmdir(dir + "/" + child) }
             let deadline = Deadline.after(seconds: 5)
             while rmdir(dir) != 0 {
+                // Gone already: systemd removes a scope's cgroups when the scope stops.
+                if errno == ENOENT { break }
                 guard errno == EBUSY, !deadline.hasPassed else {
                     throw CgroupError(.failedPrecondition, "remove cgroup \(dir): \(String(cString: strerror(errno)))")
                 }

@@ -3,7 +3,7 @@ import SystemCalls
 
 /// Device rules every container gets after its spec's own (the same set runc allows):
 /// mknod of anything, and the standard character devices.
-let defaultDeviceRules: [DeviceCgroupRule] = [
+public let defaultDeviceRules: [DeviceCgroupRule] = [
     .init(allow: true, type: "c", access: "m"), .init(allow: true, type: "b", access: "m"),
     .init(allow: true, type: "c", major: 1, minor: 3, access: "rwm"), .init(allow: true, type: "c", major: 1, minor: 5, access: "rwm"),
     .init(allow: true, type: "c", major: 1, minor: 7, access: "rwm"), .init(allow: true, type: "c", major: 1, minor: 8, access: "rwm"),

@@ -12,6 +12,8 @@ import OCI
 import Processes
 import StatusCodes
 import SystemCalls
+import DBus
+import Systemd
 
 /// The runc-style lifecycle for containers on this host (process isolation).
 public struct ContainerRuntime: Sendable {
@@ -20,11 +22,16 @@ public struct ContainerRuntime: Sendable {
     public let initExecutable: String
     /// Set by long-lived callers: one sealed copy of the init stage for every process.
     public let sharedSealedCopy: SealedCopy?
+    /// `--systemd-cgroup`: new containers' cgroups are transient systemd scopes named by a
+    /// `slice:prefix:name` cgroupsPath, rather than directories cocoon makes itself.
+    public let systemdCgroup: Bool
 
     /// `initIsImmutable`: the init stage's file cannot be written by anyone (the guest's read-only
     /// image); it is then executed as it is, with neither a copy nor a read-only bind mount of itself.
-    public init(root: String, initExecutable: String, shareSealedCopy: Bool = false, initIsImmutable: Bool = false) {
+    public init(root: String, initExecutable: String, shareSealedCopy: Bool = false, initIsImmutable: Bool = false,
+                systemdCgroup: Bool = false) {
         self.store = StateStore(root: root)
+        self.systemdCgroup = systemdCgroup
         self.initExecutable = initExecutable
         self.sharedSealedCopy = shareSealedCopy || initIsImmutable
             ? SealedCopy(of: initExecutable, fileIsImmutable: initIsImmutable) : nil
@@ -85,6 +92,18 @@ public struct ContainerRuntime: Sendable {
             return m
         }
 
+        // systemd first: a bad cgroupsPath or an absent systemd fails before anything is made.
+        var scope: (path: SystemdCgroupPath, manager: SystemdManager, properties: [(String, DBusValue)])?
+        if systemdCgroup {
+            do throws(SystemdError) {
+                let path = try SystemdCgroupPath(spec.linux?.cgroupsPath, containerID: id)
+                let properties = try UnitProperties.resources(spec.linux?.resources, mode: CgroupMode.detect())
+                scope = (path, try SystemdManager(), properties)
+            } catch {
+                throw LinuxContainerError(error.code, step: "", error.message)
+            }
+        }
+
         let dir = store.directory(id)
         do { try Files.makeDirectories(store.root, mode: 0o711) } catch {
             throw LinuxContainerError(error.code, step: "create state root \(store.root)", error.message)
@@ -95,15 +114,17 @@ public struct ContainerRuntime: Sendable {
             throw LinuxContainerError(step: "create \(dir)", String(cString: strerror(errno)))
         }
         let cgroup: CgroupManager
-        do { cgroup = try CgroupManager(cgroupsPath: spec.linux?.cgroupsPath, containerID: id) } catch {
+        do { cgroup = try CgroupManager(cgroupsPath: scope?.path.cgroupPath ?? spec.linux?.cgroupsPath, containerID: id) } catch {
             Files.removeTree(dir)
             throw LinuxContainerError(error.code, step: "", error.message)
         }
         var succeeded = false
         var child: ChildProcess?
+        var scopeStarted = false
         defer {
             if !succeeded {
                 child?.kill()
+                if scopeStarted, let scope { try? scope.manager.stopUnit(scope.path.unit) }
                 try? cgroup.destroy()
                 Files.removeTree(dir)
             }
@@ -194,33 +215,36 @@ public struct ContainerRuntime: Sendable {
         defer { if let release { close(release.read); close(release.write) } }
         // The cgroup is made and limited before init starts, and init never waits for a migration by pid
         // (which waits for an RCU grace period): on cgroup v2 init is born in it (CLONE_INTO_CGROUP); on v1
-        // the spawned child moves itself in before exec, through `tasks` descriptors opened here.
-        do throws(CgroupError) {
-            try cgroup.create()
-            if let resources = spec.linux?.resources { try cgroup.apply(resources) }
-        } catch {
-            throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
-        }
-        let taskFiles: [FileDescriptor]
-        do throws(CgroupError) { taskFiles = try cgroup.openTaskFiles() } catch {
-            throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
-        }
+        // the spawned child moves itself in before exec, through `tasks` descriptors opened here. A systemd
+        // scope can only be started with its first process, so under --systemd-cgroup init is moved in
+        // after it is spawned (it waits for that, below).
+        var taskFiles: [FileDescriptor] = []
         defer { taskFiles.forEach { $0.close() } }
-        processOptions.cgroupTaskDescriptors = taskFiles.map(\.rawValue)
-        var bornInCgroup = !taskFiles.isEmpty
-        if cgroup.mode == .unified {
-            let dir = open(cgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if dir >= 0 {
-                defer { close(dir) }
-                var into = processOptions
-                into.cgroupDescriptor = dir
-                do throws(SystemError) {
-                    child = try ChildProcess.spawn(initExecutable, [], options: into)
-                    bornInCgroup = true
-                } catch where error.errno == ENOSYS {
-                    // clone3 or CLONE_INTO_CGROUP missing: spawned and moved in by pid below.
-                } catch {
-                    throw LinuxContainerError(error.code, step: "start container init", error.message)
+        var bornInCgroup = false
+        if scope == nil {
+            do throws(CgroupError) {
+                try cgroup.create()
+                if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+                taskFiles = try cgroup.openTaskFiles()
+            } catch {
+                throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+            }
+            processOptions.cgroupTaskDescriptors = taskFiles.map(\.rawValue)
+            bornInCgroup = !taskFiles.isEmpty
+            if cgroup.mode == .unified {
+                let dir = open(cgroup.directories[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                if dir >= 0 {
+                    defer { close(dir) }
+                    var into = processOptions
+                    into.cgroupDescriptor = dir
+                    do throws(SystemError) {
+                        child = try ChildProcess.spawn(initExecutable, [], options: into)
+                        bornInCgroup = true
+                    } catch where error.errno == ENOSYS {
+                        // clone3 or CLONE_INTO_CGROUP missing: spawned and moved in by pid below.
+                    } catch {
+                        throw LinuxContainerError(error.code, step: "start container init", error.message)
+                    }
                 }
             }
         }
@@ -246,11 +270,32 @@ public struct ContainerRuntime: Sendable {
                                        newCgroupNamespace: newCgroupNS, newTimeNamespace: newTimeNS, bundle: bundle,
                                        consoleSocketFD: consoleFD))
         if !bornInCgroup {
-            // cgroup v2 without CLONE_INTO_CGROUP: moved in by pid while init makes its mounts (init waits for
-            // `joinedCgroup` before cgroup mounts, devices, hooks and its cgroup namespace).
-            do throws(CgroupError) { try cgroup.join(pid: pid) } catch {
-                try? parentSync.send(InitCommand.abort("cgroup \(cgroup.path): \(error.message)"))
-                throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+            // A systemd scope, or cgroup v2 without CLONE_INTO_CGROUP: moved in by pid while init makes its
+            // mounts (init waits for `joinedCgroup` before cgroup mounts, devices, hooks and its cgroup namespace).
+            do throws(LinuxContainerError) {
+                if let scope {
+                    do throws(SystemdError) {
+                        try scope.manager.startScope(scope.path.unit, slice: scope.path.slice, pid: pid,
+                                                     description: "cocoon container \(id)", properties: scope.properties)
+                    } catch {
+                        throw LinuxContainerError(error.code, step: "systemd scope \(scope.path.unit)", error.message)
+                    }
+                    scopeStarted = true
+                }
+                do throws(CgroupError) {
+                    if scope != nil {
+                        // systemd made the scope's cgroup only in the hierarchies it manages; cocoon makes the
+                        // rest, and writes every limit (systemd knows only some).
+                        try cgroup.create()
+                        if let resources = spec.linux?.resources { try cgroup.apply(resources) }
+                    }
+                    try cgroup.join(pid: pid)
+                } catch {
+                    throw LinuxContainerError(error.code, step: "cgroup \(cgroup.path)", error.message)
+                }
+            } catch {
+                try? parentSync.send(InitCommand.abort(error.message))
+                throw error
             }
         }
         try parentSync.send(InitCommand.joinedCgroup)
@@ -280,7 +325,8 @@ public struct ContainerRuntime: Sendable {
         let record = ContainerRecord(id: id, bundle: bundle, rootfs: rootfs, pid: pid,
                                      pidStartTime: ProcessInfoReader.startTime(pid: pid) ?? 0,
                                      created: Self.timestamp(), annotations: spec.annotations, owner: "",
-                                     cgroupPath: cgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
+                                     cgroupPath: cgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop,
+                                     systemdUnit: scope?.path.unit)
         try store.save(record)
         if let pidFile = options.pidFile {
             do { try Files.writeString(pidFile, "\(pid)") } catch {
@@ -405,6 +451,14 @@ public struct ContainerRuntime: Sendable {
         let record = try store.load(id)
         guard isAlive(record) else { throw LinuxContainerError(.failedPrecondition, step: "", "container \(id) is not running") }
         let cg = try cgroup(record)
+        if let unit = record.systemdUnit {
+            // Also as unit properties, or systemd would put its own values back when it re-applies them.
+            do throws(SystemdError) {
+                try SystemdManager().setProperties(unit, UnitProperties.resources(resources, mode: cg.mode))
+            } catch {
+                throw LinuxContainerError(error.code, step: "update \(id)", error.message)
+            }
+        }
         do throws(CgroupError) { try cg.apply(resources) } catch { throw LinuxContainerError(error.code, step: "update \(id)", error.message) }
     }
 
@@ -503,6 +557,12 @@ public struct ContainerRuntime: Sendable {
             for pid in cg.processes() { Glibc.kill(pid, SIGKILL) }
             if cg.isFrozen { try? cg.freeze(false) }
             sleep(seconds: 0.01)
+        }
+        if let unit = record.systemdUnit {
+            // The scope goes first: systemd removes the cgroups it made; cocoon removes the rest.
+            do throws(SystemdError) { try SystemdManager().stopUnit(unit) } catch {
+                throw LinuxContainerError(error.code, step: "delete \(id)", error.message)
+            }
         }
         do throws(CgroupError) { try cg.destroy() } catch { throw LinuxContainerError(error.code, step: "delete \(id)", error.message) }
         // poststop: after the container is gone; failures are warnings by the spec.

@@ -26,6 +26,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     /// The hooks that run after create (poststart, poststop), as config.json had them at create.
     public var poststart: [Hook]?
     public var poststop: [Hook]?
+    /// The transient scope unit holding the container under --systemd-cgroup (stopped at delete).
+    public var systemdUnit: String? = nil
 }
 
 /// The state directory: one folder per container, mode 0700.

@@ -15,7 +15,7 @@ public enum SupportedFeatures {
             linux: LinuxFeatures(
                 namespaces: NamespaceType.allCases.map(\.rawValue).sorted(),
                 capabilities: CapabilityNames.all,
-                cgroup: .init(v1: true, v2: true, systemd: false, systemdUser: false),
+                cgroup: .init(v1: true, v2: true, systemd: true, systemdUser: false),
                 seccomp: .init(enabled: true,
                                actions: Seccomp.actions.filter { $0 != "SCMP_ACT_NOTIFY" }.sorted(),
                                operators: Seccomp.operators.sorted(),

@@ -25,7 +25,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Isolation: vm (the default) or process (containers on this host, like runc).")
     var isolation: String?
 
-    @Flag(help: "Accepted for runc compatibility; systemd cgroup management is not supported yet.")
+    @Flag(help: "Cgroups as systemd transient scopes: linux.cgroupsPath is slice:prefix:name (process isolation).")
     var systemdCgroup = false
 
     func loadConfiguration() throws -> Configuration {

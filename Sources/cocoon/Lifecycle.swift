@@ -12,8 +12,8 @@ import SystemCalls
 
 /// The runtime for containers on this host (process isolation); VM containers go through
 /// `RuntimeChoice` and `VMRuntime`.
-func containerRuntime(_ config: Configuration) throws -> ContainerRuntime {
-    ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary(config))
+func containerRuntime(_ config: Configuration, _ global: GlobalOptions) throws -> ContainerRuntime {
+    ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary(config), systemdCgroup: global.systemdCgroup)
 }
 
 /// runtime.init, else cocoon-init next to this executable (a build tree) or in ../libexec/cocoon (an installation).
@@ -187,11 +187,12 @@ struct Run: ParsableCommand {
         var status: Int32 = 0
         try runtimeCommand(global) { config, logger in
             if config.runtime.isolation == .vm {
+                try refuseSystemdCgroupInVM(global)
                 status = try runInVM(config, logger)
                 return
             }
             try vmRuntime(config, global, logger).store.checkNotReserved(id)
-            let runtime = try containerRuntime(config)
+            let runtime = try containerRuntime(config, global)
             // Read once: whether to relay a terminal, and what create runs (a bad file is reported by create).
             let spec = try? OCI.Spec.load(bundle: ContainerRuntime.absolutePath(flags.bundle))
             let foreground = try Foreground(wantsTerminal: spec?.process?.terminal == true && !detach)

@@ -14,7 +14,8 @@ enum RuntimeChoice {
     case process(ContainerRuntime)
 
     static func forNew(_ config: Configuration, _ global: GlobalOptions, _ logger: Logger) throws -> RuntimeChoice {
-        config.runtime.isolation == .vm ? .vm(vmRuntime(config, global, logger)) : .process(try containerRuntime(config))
+        if config.runtime.isolation == .vm { try refuseSystemdCgroupInVM(global) }
+        return config.runtime.isolation == .vm ? .vm(vmRuntime(config, global, logger)) : .process(try containerRuntime(config, global))
     }
 
     static func forExisting(_ id: String, _ config: Configuration, _ global: GlobalOptions, _ logger: Logger) throws -> RuntimeChoice {
@@ -23,7 +24,14 @@ enum RuntimeChoice {
         if Files.exists("\(config.runtime.root)/\(id)/state.json") {
             return .process(ContainerRuntime(root: config.runtime.root, initExecutable: try initBinary(config)))
         }
-        return config.runtime.isolation == .vm ? .vm(vm) : .process(try containerRuntime(config))
+        return config.runtime.isolation == .vm ? .vm(vm) : .process(try containerRuntime(config, global))
+    }
+}
+
+/// The VM's host-side cgroup is a cgroupfs path for now; say so rather than ignore the flag.
+func refuseSystemdCgroupInVM(_ global: GlobalOptions) throws {
+    if global.systemdCgroup {
+        throw CLIError("--systemd-cgroup: supported with --isolation process; VM containers' host cgroups take cgroupfs paths (docs/containers.md)")
     }
 }
 
