@@ -48,7 +48,9 @@ struct StaleSandboxTests {
         let net = try VethPair(name: "cocoon-s\(model == .tcfilter ? "t" : "m")\(getpid() % 10000)", subnet: model == .tcfilter ? 8 : 16)
         defer { net.destroy() }
         let before = net.podState()
-        let root = "/run/cocoon-test-stale-net-\(getpid())"
+        // One root per case: the cases run in parallel, and a shared root let one case's sweep take the
+        // other's record.
+        let root = "/run/cocoon-test-stale-net-\(model)-\(getpid())"
         let dir = root + "/sandboxes/dead"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
