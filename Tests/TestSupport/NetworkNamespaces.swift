@@ -64,10 +64,11 @@ public final class VethPair: @unchecked Sendable {
 
     /// What the pod namespace holds: its links (names) and its qdiscs, to compare before and after.
     public func podState() -> String {
-        // Names and promiscuity (1 while a macvtap in passthru mode sits on the veth).
-        let links = Self.shell("ip -n \(pod) -d -o link show | sed -E 's/^[0-9]+: ([^:]+):.* promiscuity ([0-9]+) .*/\\1 \\2/'").1
-        let qdiscs = Self.shell("tc -n \(pod) qdisc show").1
-        let addresses = Self.shell("ip -n \(pod) -o addr show | awk '{print $2, $4}'").1
+        // Names and promiscuity (1 while a macvtap in passthru mode sits on the veth). Only stdout: `ip -d`
+        // warns "Peer netns reference is invalid" while another test's namespace is being deleted.
+        let links = Self.shell("ip -n \(pod) -d -o link show 2>/dev/null | sed -E 's/^[0-9]+: ([^:]+):.* promiscuity ([0-9]+) .*/\\1 \\2/'").1
+        let qdiscs = Self.shell("tc -n \(pod) qdisc show 2>/dev/null").1
+        let addresses = Self.shell("ip -n \(pod) -o addr show 2>/dev/null | awk '{print $2, $4}'").1
         return links + qdiscs + addresses
     }
 
