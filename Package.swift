@@ -120,7 +120,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
-        .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
+        .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI", "SystemCalls"]),
         .testTarget(name: "DBusTests", dependencies: ["DBus", "Sockets", "SystemCalls"]),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", "DBus", "Cgroups", "OCI"]),
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),

@@ -91,6 +91,11 @@ public struct CgroupManager: Sendable {
         }
     }
 
+    /// Whether containers get a cgroup of their own in this v1 hierarchy (it has a controller cocoon manages).
+    public static func placesContainers(in hierarchy: CgroupHierarchy) -> Bool {
+        hierarchy.controllers.split(separator: ",").contains { v1Controllers.contains(String($0)) }
+    }
+
     /// A mounted v1 hierarchy, not just a directory of that name: systemd in a container leaves empty
     /// directories for controllers it could not mount (hugetlb where the host gave it to cgroup v2).
     func isHierarchy(_ dir: String) -> Bool { Files.exists(dir + "/cgroup.procs") }

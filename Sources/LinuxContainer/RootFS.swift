@@ -1,4 +1,5 @@
 import CSupport
+import Cgroups
 import OCI
 import SystemCalls
 #if canImport(Glibc)
@@ -64,6 +65,9 @@ struct RootFS {
         var flags = options.flags
         var data = options.dataString
         if type == "cgroup" {
+            guard CgroupMode.detect() == .unified else {
+                return try mountCgroupV1(destination: destination, flags: flags, step: step)
+            }
             // cgroup v2 view of the container's own cgroup (the cgroup namespace makes it its root).
             type = "cgroup2"
             data = nil
@@ -88,6 +92,49 @@ struct RootFS {
         }
         for p in options.propagation {
             try check(step + " (propagation)", mount(nil, destination, nil, p, nil))
+        }
+    }
+
+    /// A `cgroup` mount on a cgroup v1 host (legacy or hybrid), as runc makes it: a tmpfs holding one
+    /// mount per hierarchy the container's cgroup is in, each showing that cgroup as its root, and a
+    /// symlink per controller of a co-mounted hierarchy ("cpu" -> "cpu,cpuacct"). Hierarchies cocoon
+    /// does not place containers in (name=systemd, net_cls, perf_event, hybrid's cgroup v2) would show
+    /// the runtime's own cgroup, so they are left out.
+    func mountCgroupV1(destination: String, flags: UInt, step: String) throws(LinuxContainerError) {
+        let readOnly = flags & UInt(MS_RDONLY) != 0
+        let base = flags & ~UInt(MS_RDONLY | MS_REMOUNT | MS_BIND | MS_REC)
+        try check(step + " (tmpfs)", mount("tmpfs", destination, "tmpfs", base, "mode=755"))
+        // In a cgroup namespace (unshared after init joined its cgroup) a new mount of the hierarchy is
+        // rooted at the container's cgroup; without one, /proc/self/cgroup gives the full path and the
+        // container's directory is bound instead.
+        let inCgroupNamespace = spec.linux?.namespaces?.contains { $0.type == .cgroup } ?? false
+        for hierarchy in CgroupHierarchy.current() where !hierarchy.isV2 && CgroupManager.placesContainers(in: hierarchy) {
+            let name = String(hierarchy.mountPoint.split(separator: "/").last ?? "")
+            guard !name.isEmpty, !name.hasPrefix(".") else { continue }
+            let target = destination + "/" + name
+            let what = "\(step): cgroup \(hierarchy.controllers) on \(name)"
+            guard mkdir(target, 0o755) == 0 || errno == EEXIST else {
+                throw LinuxContainerError(step: what, "mkdir: \(String(cString: strerror(errno)))")
+            }
+            if inCgroupNamespace {
+                try check(what, mount("cgroup", target, "cgroup", base | (readOnly ? UInt(MS_RDONLY) : 0), hierarchy.mountData))
+            } else {
+                guard let directory = hierarchy.directory else {
+                    throw LinuxContainerError(.failedPrecondition, step: what,
+                        "the host's mount of \(hierarchy.mountPoint) does not reach the container's cgroup \(hierarchy.cgroup)")
+                }
+                try check(what + " (bind \(directory))", mount(directory, target, nil, UInt(MS_BIND), nil))
+                try check(what + " (remount with its options)",
+                          mount(nil, target, nil, base | UInt(MS_BIND | MS_REMOUNT) | (readOnly ? UInt(MS_RDONLY) : 0), nil))
+            }
+            for controller in name.split(separator: ",") where name.contains(",") {
+                if symlink(name, destination + "/" + controller) != 0 && errno != EEXIST {
+                    throw LinuxContainerError(step: what, "symlink \(controller): \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+        if readOnly {
+            try check(step + " (tmpfs read-only)", mount(nil, destination, nil, base | UInt(MS_REMOUNT | MS_RDONLY), "mode=755"))
         }
     }
 

@@ -296,8 +296,15 @@ struct ProcessIsolationTests {
         #expect(try b.cocoon(["start", id]).0 == 0)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline, BundleFixture.isRunning(pid: Int32(pid) ?? 0) { usleep(10000) }
-        let fd = open("/proc/self/fd/\(handle)", O_WRONLY)
-        #expect(fd < 0 && errno == EROFS, "the binary is reachable only through a read-only mount (errno \(errno))")
+        // ETXTBSY while another test's container runs the same binary (the kernel checks that first).
+        var fd: Int32 = -1
+        var error: Int32 = 0
+        repeat {
+            fd = open("/proc/self/fd/\(handle)", O_WRONLY)
+            error = errno
+            if fd < 0 && error == ETXTBSY { usleep(20000) }
+        } while fd < 0 && error == ETXTBSY && Date() < deadline.addingTimeInterval(20)
+        #expect(fd < 0 && error == EROFS, "the binary is reachable only through a read-only mount (errno \(error))")
         if fd >= 0 { close(fd) }
         // The host sees no trace of the read-only bind mount.
         let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
@@ -416,6 +423,51 @@ struct CgroupIntegrationTests {
             if let devices { linux["devices"] = devices }
             config["linux"] = linux
         }
+    }
+
+    @Test(arguments: [true, false])
+    func theCgroupMountShowsTheContainersOwnCgroupReadOnly(cgroupNamespace: Bool) throws {
+        // The default spec mounts type "cgroup" read-only at /sys/fs/cgroup. On a v1 host that is a tmpfs
+        // with one mount per hierarchy (as runc makes it); on a v2 host one cgroup2 mount. Either way the
+        // limit file is the container's own, and nothing in it can be changed.
+        let unified = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+        let limitFile = unified ? "/sys/fs/cgroup/memory.max" : "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+        let procs = unified ? "/sys/fs/cgroup/cgroup.procs" : "/sys/fs/cgroup/pids/cgroup.procs"
+        let child = unified ? "/sys/fs/cgroup/child" : "/sys/fs/cgroup/memory/child"
+        let script = """
+            ls /sys/fs/cgroup | tr '\\n' ' '; echo
+            cat \(limitFile)
+            cat \(procs) | tr '\\n' ' '; echo
+            mkdir \(child) 2>&1 || true
+            touch /sys/fs/cgroup/new 2>&1 || true
+            """
+        let b = try BundleFixture(args: ["sh", "-c", script], edit: { config in
+            withResources(["memory": ["limit": 48 << 20]])(&config)
+            var linux = config["linux"] as! [String: Any]
+            var namespaces = (linux["namespaces"] as! [[String: Any]]).filter { $0["type"] as? String != "cgroup" }
+            if cgroupNamespace { namespaces.append(["type": "cgroup"]) }
+            linux["namespaces"] = namespaces
+            config["linux"] = linux
+        })
+        defer { b.remove() }
+        let (status, out, err) = try b.cocoon(["run", "-b", b.directory, cgroupNamespace ? "cgmount-ns" : "cgmount-host"])
+        #expect(status == 0, "\(err)")
+        let lines = out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        try #require(lines.count >= 5, "\(out)")
+        let listing = Set(lines[0].split(separator: " ").map(String.init))
+        if unified {
+            #expect(listing.contains("memory.max") && listing.contains("cgroup.procs"), "\(lines[0])")
+        } else {
+            #expect(listing.isSuperset(of: ["memory", "pids", "cpu", "cpuacct", "freezer", "devices"]), "\(lines[0])")
+            #expect(!listing.contains("systemd") && !listing.contains("unified"),
+                    "hierarchies cocoon does not place the container in would show the runtime's cgroup: \(lines[0])")
+        }
+        #expect(lines[1] == "\(48 << 20)", "the container's own limit: \(out)")
+        // Only the container's processes, with the pid namespace's numbers (1 is the shell).
+        let pids = lines[2].split(separator: " ").compactMap { Int($0) }
+        #expect(pids.contains(1) && pids.count <= 3, "the container's cgroup is the root of the mount: \(lines[2])")
+        #expect(lines[3].contains("Read-only file system"), "\(lines[3])")
+        #expect(lines[4].contains("Read-only file system"), "\(lines[4])")
     }
 
     @Test func memoryLimitKillsAnAllocationPastIt() throws {
