@@ -41,6 +41,9 @@ public struct CgroupManager: Sendable {
 
     /// v1 controllers cocoon manages (each is a directory under the mount root when present).
     static let v1Controllers = ["cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices", "hugetlb"]
+    /// Where containers get a cgroup on v1: the controllers, and systemd's named hierarchy (as runc does), by
+    /// which systemd tells what belongs to a unit: a scope's processes must be in it there too.
+    static let v1Hierarchies = v1Controllers + ["systemd"]
     /// v2 controllers enabled for children when available.
     static let v2Controllers = ["cpuset", "cpu", "io", "memory", "pids", "hugetlb"]
 
@@ -87,13 +90,14 @@ public struct CgroupManager: Sendable {
     public var directories: [String] {
         switch mode {
         case .unified: [mountRoot + path]
-        case .hybrid, .legacy: Self.v1Controllers.filter { isHierarchy(mountRoot + "/" + $0) }.map { mountRoot + "/" + $0 + path }
+        case .hybrid, .legacy: Self.v1Hierarchies.filter { isHierarchy(mountRoot + "/" + $0) }.map { mountRoot + "/" + $0 + path }
         }
     }
 
-    /// Whether containers get a cgroup of their own in this v1 hierarchy (it has a controller cocoon manages).
+    /// Whether containers get a cgroup of their own in this v1 hierarchy (it has a controller cocoon manages,
+    /// or it is systemd's).
     public static func placesContainers(in hierarchy: CgroupHierarchy) -> Bool {
-        hierarchy.controllers.split(separator: ",").contains { v1Controllers.contains(String($0)) }
+        hierarchy.controllers.split(separator: ",").contains { v1Controllers.contains(String($0)) || $0 == "name=systemd" }
     }
 
     /// A mounted v1 hierarchy, not just a directory of that name: systemd in a container leaves empty
