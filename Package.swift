@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI", "SystemCalls"]),
-        .testTarget(name: "DBusTests", dependencies: ["DBus", "Sockets", "SystemCalls"]),
+        .testTarget(name: "DBusTests", dependencies: ["DBus", "Sockets", "SystemCalls", "TestSupport"]),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", "DBus", "Cgroups", "OCI"]),
         .testTarget(name: "LinuxContainerTests", dependencies: ["LinuxContainer", "OCI"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "Config"]),

@@ -2,6 +2,7 @@
 import Foundation
 import Sockets
 import SystemCalls
+import TestSupport
 import Testing
 
 /// The client against a real dbus-daemon (Debian's), started on a private socket for the test.
@@ -35,7 +36,12 @@ struct DBusDaemonTests {
             let arguments = [DBusDaemon.path, "--config-file=\(directory)/bus.conf", "--nofork", "--nopidfile", "--nosyslog"]
             let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
-            let err = posix_spawn(&pid, DBusDaemon.path, nil, nil, argv, environ)
+            // Only stdio: the daemon outlives this call and must not hold another test's pipe open.
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            Subprocess.closeInheritedDescriptors(&actions)
+            let err = posix_spawn(&pid, DBusDaemon.path, &actions, nil, argv, environ)
             guard err == 0 else { throw DBusError(.internal, "posix_spawn dbus-daemon: \(String(cString: strerror(err)))") }
             let deadline = Date().addingTimeInterval(10)
             while !FileManager.default.fileExists(atPath: socket) && Date() < deadline { usleep(5000) }
