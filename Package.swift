@@ -83,7 +83,7 @@ let package = Package(
         // VM isolation through the runc command line: the per-sandbox daemon that holds a VM between
         // `cocoon` commands, its API, and the host-side stand-in processes.
         .target(name: "SandboxDaemon", dependencies: [
-            "Sandbox", "AgentAPI", "Config", "OCI", "Cgroups", "LinuxContainer", "Mux", "TTRPC", "Processes", "SystemCalls", "CSupport", "StatusCodes",
+            "Sandbox", "AgentAPI", "Config", "OCI", "Cgroups", "Systemd", "LinuxContainer", "Mux", "TTRPC", "Processes", "SystemCalls", "CSupport", "StatusCodes",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -70,5 +70,11 @@ if [ -n "$left" ]; then
   echo "$left" | sed 's/^/  /' >&2
   status=1
 fi
+# Containers' cgroups (cgroupsPath left empty: /cocoon/<id>) and the systemd tests' subtrees.
+left=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d \( -path '*/cocoon/*' -o -name 'cocoon-test-*' \) 2>/dev/null | tr '\n' ' ')
+if [ -n "$left" ]; then
+  echo "check-leaks: cgroups left: $left" >&2
+  status=1
+fi
 [ "$status" = 0 ] && echo "check-leaks: nothing left behind under $*"
 exit "$status"

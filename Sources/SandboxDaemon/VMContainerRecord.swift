@@ -26,6 +26,8 @@ public struct VMContainerRecord: Codable, Sendable, Equatable {
     /// The container's cgroup on the host (absolute), holding its stand-in and, for the sandbox's first
     /// container, the daemon, QEMU and virtiofsd.
     public var hostCgroup: String?
+    /// The transient systemd scope that made `hostCgroup` (`--systemd-cgroup`), stopped by delete.
+    public var systemdUnit: String?
     /// The hooks that run on the host after create.
     public var poststart: [Hook]?
     public var poststop: [Hook]?

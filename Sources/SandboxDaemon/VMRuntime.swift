@@ -10,6 +10,7 @@ import Processes
 import Sandbox
 import StatusCodes
 import SystemCalls
+import Systemd
 
 /// The runc command line with VM isolation: each command is a short process; the VM lives in a
 /// per-sandbox daemon, and each container process and exec has a host-side stand-in (see StandIn).
@@ -22,6 +23,8 @@ public struct VMRuntime: Sendable {
     /// Where sandbox run directories go: `<sandboxRoot>/sandboxes/<name>`.
     public let sandboxRoot: String
     public let launcher: Launcher
+    /// `--systemd-cgroup`: a new container's host cgroup is a transient scope named by its cgroupsPath.
+    public let systemdCgroup: Bool
     let logger: Logger
 
     /// How to start this program again as a daemon or a stand-in, with the caller's global options.
@@ -34,8 +37,10 @@ public struct VMRuntime: Sendable {
         }
     }
 
-    public init(config: Configuration, stateRoot: String, sandboxRoot: String, launcher: Launcher, logger: Logger) {
+    public init(config: Configuration, stateRoot: String, sandboxRoot: String, launcher: Launcher, systemdCgroup: Bool = false,
+                logger: Logger) {
         self.config = config
+        self.systemdCgroup = systemdCgroup
         self.store = VMContainerStore(root: stateRoot)
         self.sandboxRoot = sandboxRoot
         self.launcher = launcher
@@ -85,6 +90,22 @@ public struct VMRuntime: Sendable {
             throw SandboxDaemonError(.notFound, "\(bundle)/config.json: root.path: \(rootfs) does not exist")
         }
 
+        // The pod this container joins (CRI-O and containerd's CRI give its sandbox id), else a VM of its own.
+        let joined = try podSandbox(of: spec, id: id)
+        // A new sandbox's host cgroup holds its VM and is limited to what the VM was sized for.
+        let hostLimits = joined == nil ? hostMemoryLimit(spec: spec) : nil
+        // systemd first: a bad cgroupsPath or an absent systemd fails before anything is made.
+        var scope: (path: SystemdCgroupPath, manager: SystemdManager)?
+        if systemdCgroup {
+            let path: SystemdCgroupPath
+            do throws(SystemdError) { path = try SystemdCgroupPath(spec.linux?.cgroupsPath, containerID: id) } catch {
+                throw SandboxDaemonError(error.code, "\(bundle)/config.json: \(error.message)")
+            }
+            do throws(SystemdError) { scope = (path, try SystemdManager()) } catch {
+                throw SandboxDaemonError(error, context: "--systemd-cgroup")
+            }
+        }
+
         let dir = store.directory(id)
         do { try Files.makeDirectories(store.root, mode: 0o711) } catch {
             throw SandboxDaemonError(error, context: "create state root \(store.root)")
@@ -96,13 +117,15 @@ public struct VMRuntime: Sendable {
         var standIn: ChildProcess?
         var daemon: ChildProcess?
         var succeeded = false
+        var scopeStarted = false
         // The container's cgroup on the host (its cgroupsPath): the stand-in joins it, and with a new
         // sandbox the daemon, QEMU and virtiofsd too, so what the host accounts to the container (what
         // containerd's runc shim and `docker stats` read through the stand-in's PID) is what its VM costs.
+        // Under --systemd-cgroup it is the scope's, made when the scope starts with the stand-in.
         let hostCgroup: CgroupManager
         do throws(CgroupError) {
-            hostCgroup = try CgroupManager(cgroupsPath: spec.linux?.cgroupsPath, containerID: id)
-            try hostCgroup.create()
+            hostCgroup = try CgroupManager(cgroupsPath: scope?.path.cgroupPath ?? spec.linux?.cgroupsPath, containerID: id)
+            if scope == nil { try hostCgroup.create() }
         } catch {
             Files.removeTree(dir)
             throw SandboxDaemonError(error.code, "\(bundle)/config.json: linux.cgroupsPath: \(error.message)")
@@ -114,14 +137,12 @@ public struct VMRuntime: Sendable {
                     daemon.signal(SIGTERM)
                     if (try? daemon.wait(until: .after(seconds: 15))) == nil { daemon.kill() }
                 }
+                if scopeStarted, let scope { try? scope.manager.stopUnit(scope.path.unit) }
                 try? hostCgroup.destroy()
                 Files.removeTree(dir)
             }
         }
-
-        // The pod this container joins (CRI-O and containerd's CRI give its sandbox id), else a VM of its own.
-        let joined = try podSandbox(of: spec, id: id)
-        if joined == nil { try limitHostMemory(hostCgroup, spec: spec, bundle: bundle) }
+        if scope == nil, let hostLimits { try limitHostMemory(hostCgroup, hostLimits, bundle: bundle) }
 
         // The stand-in, in the container's network namespace.
         var spawn = ChildProcess.Options()
@@ -161,10 +182,30 @@ public struct VMRuntime: Sendable {
         var arguments = ["stand-in", "--control-socket", controlSocket, "--container", id, "--bundle", bundle,
                          "--start-timeout", "\(Int(config.hypervisor.bootTimeoutSeconds) + 120)"]
         if terminal { arguments.append("--terminal") }
-        standIn = try Self.spawn(launcher.executable, launcher.globalArguments + arguments, options: spawn, into: hostCgroup,
-                                 what: "the stand-in process for \(id)")
+        // A scope can only be started with its first process: the stand-in, which waits for "go" before
+        // anything else, is moved in by systemd and then by cocoon in the hierarchies systemd leaves alone.
+        standIn = try Self.spawn(launcher.executable, launcher.globalArguments + arguments, options: spawn,
+                                 into: scope == nil ? hostCgroup : nil, what: "the stand-in process for \(id)")
         sync.1.close()
         let standInPID = standIn!.pid
+        if let scope {
+            do throws(SystemdError) {
+                let properties = try UnitProperties.resources(hostLimits, mode: hostCgroup.mode)
+                try scope.manager.startScope(scope.path.unit, slice: scope.path.slice, pid: standInPID,
+                                             description: "cocoon VM container \(id)", properties: properties)
+            } catch {
+                throw SandboxDaemonError(error.code, "\(bundle)/config.json: linux.cgroupsPath: \(error.message)")
+            }
+            scopeStarted = true
+            // systemd made the scope's cgroup only in the hierarchies it manages; cocoon makes the rest.
+            do throws(CgroupError) {
+                try hostCgroup.create()
+                try hostCgroup.join(pid: standInPID)
+            } catch {
+                throw SandboxDaemonError(error.code, "the host cgroup \(hostCgroup.path) of \(id): \(error.message)")
+            }
+            if let hostLimits { try limitHostMemory(hostCgroup, hostLimits, bundle: bundle) }
+        }
         let standInStart = ProcessInfoReader.startTime(pid: standInPID) ?? 0
         let created = Self.timestamp()
 
@@ -198,11 +239,12 @@ public struct VMRuntime: Sendable {
         syncParent?.close()
         syncParent = nil
 
-        let record = VMContainerRecord(
+        var record = VMContainerRecord(
             id: id, bundle: bundle, rootfs: rootfs, created: created, owner: "", annotations: spec.annotations,
             sandboxName: URL(fileURLWithPath: runDirectory).lastPathComponent, runDirectory: runDirectory,
             daemonPID: daemonPID, daemonStartTime: daemonStart, standInPID: standInPID, standInStartTime: standInStart,
             controlSocket: controlSocket, hostCgroup: hostCgroup.path, poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop)
+        record.systemdUnit = scope?.path.unit
         try store.save(record)
         if let pidFile = options.pidFile { try Self.writePIDFile(pidFile, standInPID) }
         succeeded = true
@@ -212,14 +254,18 @@ public struct VMRuntime: Sendable {
     /// virtiofsd and cocoon need beside it, so a guest (or a QEMU bug) cannot take more of the host
     /// than the VM was sized for. The container's own limits are enforced in the guest; copying them
     /// here would OOM-kill QEMU, whose RAM alone is the limit plus the guest's overhead.
-    func limitHostMemory(_ cgroup: CgroupManager, spec: Spec, bundle: String) throws(SandboxDaemonError) {
+    func hostMemoryLimit(spec: Spec) -> Resources? {
         let overhead = config.hypervisor.hostMemoryOverheadMiB
-        guard overhead > 0 else { return }
+        guard overhead > 0 else { return nil }
         let vm = VMSizing.size(for: spec.linux?.resources, config: config.hypervisor)
         var resources = Resources()
         resources.memory = MemoryResources()
         resources.memory?.limit = Int64(vm.memoryMiB + overhead) << 20
-        do throws(CgroupError) { try cgroup.apply(resources) } catch {
+        return resources
+    }
+
+    func limitHostMemory(_ cgroup: CgroupManager, _ limits: Resources, bundle: String) throws(SandboxDaemonError) {
+        do throws(CgroupError) { try cgroup.apply(limits) } catch {
             throw SandboxDaemonError(error.code, "the host cgroup of \(bundle)'s VM: \(error.message)")
         }
     }
@@ -254,8 +300,13 @@ public struct VMRuntime: Sendable {
     /// Spawns a child that is in `cgroup` before it execs, so that what it starts (QEMU, virtiofsd) is in
     /// there too: on cgroup v1 it moves itself in (no grace-period wait, see CgroupManager.openTaskFiles);
     /// elsewhere it waits until it has been moved by pid.
-    static func spawn(_ executable: String, _ arguments: [String], options: ChildProcess.Options, into cgroup: CgroupManager,
+    static func spawn(_ executable: String, _ arguments: [String], options: ChildProcess.Options, into cgroup: CgroupManager?,
                       what: String) throws(SandboxDaemonError) -> ChildProcess {
+        guard let cgroup else {
+            do throws(SystemError) { return try ChildProcess.spawn(executable, arguments, options: options) } catch {
+                throw SandboxDaemonError(error, context: "start \(what)")
+            }
+        }
         let taskFiles: [FileDescriptor]
         do throws(CgroupError) { taskFiles = try cgroup.openTaskFiles() } catch {
             throw SandboxDaemonError(error.code, "\(what): \(error.message)")
@@ -427,8 +478,14 @@ public struct VMRuntime: Sendable {
             waitForExit(pid: record.standInPID, start: record.standInStartTime, what: "the stand-in of \(id)", grace: 5, kill: true)
         }
         if let path = record.hostCgroup, let cgroup = try? CgroupManager(cgroupsPath: path, containerID: id) {
-            // Busy while the daemon it also holds serves the pod's other containers: left to the last delete.
+            // Busy while the daemon it also holds serves the pod's other containers: left to the last delete
+            // (a scope systemd stops by itself once its last process is gone).
             if cgroup.processes().isEmpty {
+                if let unit = record.systemdUnit {
+                    do throws(SystemdError) { try SystemdManager().stopUnit(unit) } catch {
+                        logger.warning("container \(id): \(error.message)")
+                    }
+                }
                 do throws(CgroupError) { try cgroup.destroy() } catch {
                     logger.warning("container \(id): \(error.message)")
                 }

@@ -187,7 +187,6 @@ struct Run: ParsableCommand {
         var status: Int32 = 0
         try runtimeCommand(global) { config, logger in
             if config.runtime.isolation == .vm {
-                try refuseSystemdCgroupInVM(global)
                 status = try runInVM(config, logger)
                 return
             }

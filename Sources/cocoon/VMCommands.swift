@@ -14,7 +14,6 @@ enum RuntimeChoice {
     case process(ContainerRuntime)
 
     static func forNew(_ config: Configuration, _ global: GlobalOptions, _ logger: Logger) throws -> RuntimeChoice {
-        if config.runtime.isolation == .vm { try refuseSystemdCgroupInVM(global) }
         return config.runtime.isolation == .vm ? .vm(vmRuntime(config, global, logger)) : .process(try containerRuntime(config, global))
     }
 
@@ -28,13 +27,6 @@ enum RuntimeChoice {
     }
 }
 
-/// The VM's host-side cgroup is a cgroupfs path for now; say so rather than ignore the flag.
-func refuseSystemdCgroupInVM(_ global: GlobalOptions) throws {
-    if global.systemdCgroup {
-        throw CLIError("--systemd-cgroup: supported with --isolation process; VM containers' host cgroups take cgroupfs paths (docs/containers.md)")
-    }
-}
-
 func vmRuntime(_ config: Configuration, _ global: GlobalOptions, _ logger: Logger) -> VMRuntime {
     let exe = (try? Files.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
     var arguments: [String] = []
@@ -44,7 +36,7 @@ func vmRuntime(_ config: Configuration, _ global: GlobalOptions, _ logger: Logge
         arguments += ["--log", URL(fileURLWithPath: log).standardizedFileURL.path, "--log-format", global.logFormat.rawValue]
     }
     return VMRuntime(config: config, stateRoot: config.runtime.root, sandboxRoot: config.runtime.sandboxBase,
-                     launcher: .init(executable: exe, globalArguments: arguments), logger: logger)
+                     launcher: .init(executable: exe, globalArguments: arguments), systemdCgroup: global.systemdCgroup, logger: logger)
 }
 
 /// `cocoon sandbox-daemon`: started by `cocoon create`, never by hand.

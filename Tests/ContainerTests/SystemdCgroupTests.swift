@@ -185,6 +185,66 @@ struct SystemdCgroupTests {
         #expect(scopeDirs.isEmpty, "\(scopeDirs)")
     }
 
+    @Test(.enabled(if: VMCLIFixture.skipReason == nil, Comment(rawValue: VMCLIFixture.skipReason ?? "")))
+    func aVMContainersHostCgroupIsAScopeHoldingItsVM() throws {
+        // What docker and containerd pass on systemd hosts: the VM's host cgroup becomes the scope, and the
+        // stand-in, the sandbox daemon, virtiofsd and QEMU are in it in every hierarchy.
+        let systemd = try SystemdInNamespace()
+        defer {
+            systemd.stop()
+            #expect(systemd.leftovers().isEmpty, "cgroups left: \(systemd.leftovers())")
+        }
+        let b = try BundleFixture(args: ["sh", "-c", "echo in-the-vm; sleep 60"]) { config in
+            var linux = config["linux"] as! [String: Any]
+            linux["cgroupsPath"] = "system.slice:cocoon:vm1"
+            config["linux"] = linux
+        }
+        defer { b.remove() }
+        let output = NSTemporaryDirectory() + "\(systemd.name)-vm.out"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let c = try #require(BundleFixture.cocoon)
+        let cocoon = "\(c) --config \(VMCLIFixture.configFile) --root \(Self.state) --systemd-cgroup"
+        let unit = "cocoon-vm1.scope"
+        // The stand-in keeps the caller's stdout: a file, not the pipe the helper reads to its end.
+        let (created, _) = try systemd.inside("\(cocoon) create -b \(b.directory) vm1 > \(output) 2>&1 < /dev/null", timeout: 180)
+        #expect(created == 0, "\((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
+        #expect(try systemd.property(unit, "ActiveState") == "active")
+        #expect(try systemd.property(unit, "Delegate") == "yes")
+        // The VM's RAM (256 MiB) and the host overhead (256 MiB), as a unit property so systemd keeps it.
+        #expect(try systemd.property(unit, SystemdInNamespace.unified ? "MemoryMax" : "MemoryLimit") == "\(512 << 20)")
+        let limitFile = SystemdInNamespace.unified ? systemd.hostPath("", "/system.slice/\(unit)/memory.max")
+            : systemd.hostPath("memory", "/system.slice/\(unit)/memory.limit_in_bytes")
+        #expect((try? String(contentsOfFile: limitFile, encoding: .utf8)) == "\(512 << 20)\n")
+
+        let procs = Self.unifiedOr(systemd.hostPath("", "/system.slice/\(unit)/cgroup.procs"),
+                                   systemd.hostPath("pids", "/system.slice/\(unit)/cgroup.procs"))
+        let members = ((try? String(contentsOfFile: procs, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        let names = members.map { ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(members.count >= 4 && names.contains { $0.hasPrefix("qemu-system") }, "stand-in, daemon, virtiofsd and QEMU: \(names)")
+        for pid in members {
+            let cgroups = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? ""
+            for line in cgroups.split(separator: "\n") where !line.hasPrefix("0::") || SystemdInNamespace.unified {
+                #expect(line.hasSuffix("/\(systemd.name)/system.slice/\(unit)"), "pid \(pid): \(line)")
+            }
+        }
+
+        let (started, startOut) = try systemd.inside("\(cocoon) start vm1", timeout: 120)
+        #expect(started == 0, "\(startOut)")
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, !((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("in-the-vm") { usleep(100_000) }
+        #expect(((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("in-the-vm"))
+
+        let (deleted, deleteOut) = try systemd.inside("\(cocoon) delete --force vm1", timeout: 120)
+        #expect(deleted == 0, "\(deleteOut)")
+        #expect(try systemd.property(unit, "LoadState") == "not-found", "the scope is stopped and forgotten")
+        #expect(members.allSatisfy { !BundleFixture.isRunning(pid: $0) }, "the VM's processes are gone")
+        let scopeDirs = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [])
+            .map { "/sys/fs/cgroup/\($0)/\(systemd.name)/system.slice/\(unit)" }.filter { FileManager.default.fileExists(atPath: $0) }
+        #expect(scopeDirs.isEmpty, "\(scopeDirs)")
+        #expect(try systemd.inside("ls \(Self.state)").1.trimmingCharacters(in: .whitespacesAndNewlines) == "daemons"
+                || systemd.inside("ls \(Self.state)").1.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+    }
+
     @Test func badPathsAndAMissingSystemdAreClearErrors() throws {
         let b = try BundleFixture(args: ["true"]) { config in
             var linux = config["linux"] as! [String: Any]
