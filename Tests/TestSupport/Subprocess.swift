@@ -7,7 +7,10 @@ public enum Subprocess {
     /// posix_spawn_file_actions_addclosefrom_np is a GNU extension the Glibc module does not show, hence dlsym.
     public static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
         typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return }
+        // Without it the parallel-test hang this prevents would come back unexplained: stop instead (glibc >= 2.34).
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+            preconditionFailure("glibc lacks posix_spawn_file_actions_addclosefrom_np (needs 2.34 or later)")
+        }
         _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
     }
 
